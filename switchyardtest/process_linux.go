@@ -1,0 +1,31 @@
+package switchyardtest
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// procAttr puts a server in its own process group (so a terminal's Ctrl-C
+// reaches the lab, which stops the servers in order, and so the whole group
+// can be killed at once) and has the kernel kill it if the process that
+// started it dies, so a lab killed with its test binary leaves no server
+// running.
+func procAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
+}
+
+// removeSharedMemory deletes the System V shared memory segment a server
+// killed without a clean shutdown leaves behind (PostgreSQL removes it
+// itself only at a clean shutdown or at its next start in the same data
+// directory, which a removed lab never has). It checks the key and that
+// nothing is attached, so a recycled id is left alone.
+func removeSharedMemory(key, id int) {
+	var ds unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &ds); err != nil {
+		return
+	}
+	if int(ds.Perm.Key) == key && ds.Nattch == 0 {
+		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+	}
+}
