@@ -1,0 +1,317 @@
+package switchyard
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard-db/switchyard/internal/classify"
+	"github.com/switchyard-db/switchyard/internal/pgerr"
+	"github.com/switchyard-db/switchyard/internal/topology"
+)
+
+// DB routes statements to a PostgreSQL primary and its read replicas. Its
+// methods have the signatures of pgxpool.Pool's, so code written for a pool
+// (sqlc's generated queries among it) takes a *DB unchanged. It is safe for
+// concurrent use; make one per process and Close it at the end.
+type DB struct {
+	cluster    *topology.Cluster
+	classifier *classify.Classifier
+	monitor    *topology.Monitor
+	log        *slog.Logger
+
+	routes    routeCounters
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+type routeCounters struct {
+	replica, forced, write, transaction, noHealthyReplica, retried atomic.Uint64
+}
+
+// The method set that sqlc generates for pgx/v5 (DBTX, with CopyFrom and
+// SendBatch for :copyfrom and :batch queries), and pgxpool.Pool's.
+var _ interface {
+	Exec(context.Context, string, ...interface{}) (pgconn.CommandTag, error)
+	Query(context.Context, string, ...interface{}) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...interface{}) pgx.Row
+	CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error)
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+	Begin(context.Context) (pgx.Tx, error)
+	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	Ping(context.Context) error
+	Close()
+} = (*DB)(nil)
+
+// Open connects to the servers in cfg. The primary must be reachable and
+// must not be in recovery; replicas that are down or lagging are fine (they
+// join when they come up), and until then reads go to the primary.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	specs, err := cfg.specs()
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, specs, &cfg)
+}
+
+// Connect opens a DB from one libpq-style connection string that lists
+// every server (postgres://app@h1:5432,h2:5433,h3/app). Each host is asked
+// whether it is in recovery: the one that is not is the primary, the others
+// are replicas. Hosts that cannot be reached are kept as replicas that are
+// down; at least the primary must answer.
+func Connect(ctx context.Context, connString string) (*DB, error) {
+	if strings.TrimSpace(connString) == "" {
+		return nil, fmt.Errorf("%w: empty connection string", ErrConfig)
+	}
+	base, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, redactedHosts(connString), redact(err.Error(), connString))
+	}
+	base.ConnConfig.ValidateConnect = nil
+	specs := splitHosts(base)
+	if err := checkDuplicates(specs); err != nil {
+		return nil, err
+	}
+
+	// Ask every host at once whether it is in recovery.
+	type answer struct {
+		inRecovery bool
+		err        error
+	}
+	answers := make([]answer, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i].inRecovery, answers[i].err = inRecovery(ctx, s.config.ConnConfig)
+		}()
+	}
+	wg.Wait()
+	primary := -1
+	var problems []string
+	for i, a := range answers {
+		switch {
+		case a.err != nil:
+			problems = append(problems, fmt.Sprintf("%s: %s", specs[i].name, redact(a.err.Error(), connString)))
+		case !a.inRecovery && primary >= 0:
+			return nil, fmt.Errorf("%w: %s and %s both accept writes (neither is in recovery); list one primary", ErrConfig, specs[primary].name, specs[i].name)
+		case !a.inRecovery:
+			primary = i
+		}
+	}
+	if primary < 0 {
+		if len(problems) == len(specs) {
+			return nil, fmt.Errorf("%w: no host answered: %s", ErrUnreachable, strings.Join(problems, "; "))
+		}
+		return nil, fmt.Errorf("%w: every host that answered is in recovery (%s)", ErrNoPrimary, strings.Join(problems, "; "))
+	}
+	specs[0], specs[primary] = specs[primary], specs[0]
+	return open(ctx, specs, &Config{})
+}
+
+// splitHosts turns a multi-host configuration into one per host. pgx
+// lists a host once per TLS attempt (sslmode=prefer tries TLS, then plain),
+// so those attempts stay together as the host's own fallbacks.
+func splitHosts(base *pgxpool.Config) []nodeSpec {
+	var specs []nodeSpec
+	index := map[string]int{}
+	add := func(host string, port uint16, fb *pgconn.FallbackConfig) {
+		cfg := base.Copy()
+		cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.TLSConfig = fb.Host, fb.Port, fb.TLSConfig
+		cfg.ConnConfig.Fallbacks = nil
+		name := nodeName(cfg)
+		if i, ok := index[name]; ok {
+			specs[i].config.ConnConfig.Fallbacks = append(specs[i].config.ConnConfig.Fallbacks, fb)
+			return
+		}
+		index[name] = len(specs)
+		specs = append(specs, nodeSpec{name: name, config: cfg, weight: 1})
+	}
+	cc := base.ConnConfig
+	add(cc.Host, cc.Port, &pgconn.FallbackConfig{Host: cc.Host, Port: cc.Port, TLSConfig: cc.TLSConfig})
+	for _, fb := range cc.Fallbacks {
+		add(fb.Host, fb.Port, fb)
+	}
+	return specs
+}
+
+func inRecovery(ctx context.Context, cfg *pgx.ConnConfig) (bool, error) {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background())
+	var r bool
+	err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&r)
+	return r, err
+}
+
+func open(ctx context.Context, specs []nodeSpec, cfg *Config) (*DB, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	interval := cfg.MonitorInterval
+	if interval == 0 {
+		interval = DefaultMonitorInterval
+	}
+
+	nodes := make([]*topology.Node, 0, len(specs))
+	configs := map[*topology.Node]*pgx.ConnConfig{}
+	closeAll := func() {
+		for _, n := range nodes {
+			n.Pool.Close()
+		}
+	}
+	for i, s := range specs {
+		pool, err := pgxpool.NewWithConfig(ctx, s.config)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%w: %s: %v", ErrConfig, s.name, err)
+		}
+		role := topology.RoleReplica
+		if i == 0 {
+			role = topology.RolePrimary
+		}
+		n := topology.NewNode(s.name, pool, role, s.weight)
+		nodes = append(nodes, n)
+		configs[n] = s.config.ConnConfig.Copy()
+	}
+
+	// The primary must answer and must be a primary; replicas are checked
+	// side by side, and the ones that are down or not replicas start out of
+	// rotation.
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec, err := inRecovery(ctx, configs[n])
+			switch {
+			case err != nil:
+				errs[i] = fmt.Errorf("%w: %s %s: %s", ErrUnreachable, n.Role(), n.Name, redact(err.Error(), specs[i].config.ConnString()))
+			case i == 0 && rec:
+				errs[i] = fmt.Errorf("%w: the configured primary %s is in recovery (a replica)", ErrNoPrimary, n.Name)
+			case i > 0 && !rec:
+				errs[i] = fmt.Errorf("replica %s is not in recovery (a primary?); not reading from it", n.Name)
+			}
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil {
+		closeAll()
+		return nil, errs[0]
+	}
+	now := time.Now()
+	for i, err := range errs[1:] {
+		if err != nil {
+			nodes[i+1].MarkDown(now)
+			log.Warn("switchyard: replica out of rotation at start", "node", nodes[i+1].Name, "err", err)
+		}
+	}
+
+	db := &DB{
+		cluster:    topology.NewCluster("default", nodes),
+		classifier: classify.New(cfg.WriteFunctions, 0),
+		log:        log,
+	}
+	db.monitor = topology.StartMonitor(db.cluster, configs, interval, log)
+	return db, nil
+}
+
+// Close stops the monitor and closes every pool, waiting for connections in
+// use to be returned (as pgxpool.Pool.Close does). It is safe to call more
+// than once.
+func (db *DB) Close() {
+	db.closeOnce.Do(func() {
+		db.closed.Store(true)
+		db.monitor.Close()
+		for _, n := range db.cluster.Nodes {
+			n.Pool.Close()
+		}
+	})
+}
+
+// Ping checks that the primary answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return db.cluster.Primary().Pool.Ping(ctx)
+}
+
+// route picks the node for a statement outside a transaction: the primary
+// unless it is a pure read and the context allows a replica, then a healthy
+// replica chosen by the balancer, else the primary.
+func (db *DB) route(ctx context.Context, read bool) *topology.Node {
+	switch {
+	case optsFrom(ctx).primary:
+		db.routes.forced.Add(1)
+		return db.cluster.Primary()
+	case !read:
+		db.routes.write.Add(1)
+		return db.cluster.Primary()
+	}
+	return db.replicaOrPrimary()
+}
+
+func (db *DB) replicaOrPrimary() *topology.Node {
+	if n := db.cluster.PickReplica(0); n != nil {
+		db.routes.replica.Add(1)
+		return n
+	}
+	db.routes.noHealthyReplica.Add(1)
+	return db.cluster.Primary()
+}
+
+// maxAttempts bounds how often one statement is tried: the first node and
+// then each other node once, plus one for a stale pooled connection.
+func (db *DB) maxAttempts() int { return len(db.cluster.Nodes) + 1 }
+
+// retryTarget decides, after a statement failed on n with err before any
+// row reached the caller, where to run it again, or nil to return err.
+// A read is retried on another healthy replica, else on the primary. A
+// write is sent again only if it provably never left this process.
+func (db *DB) retryTarget(ctx context.Context, n *topology.Node, read bool, err error, attempt int) *topology.Node {
+	if ctx.Err() != nil || attempt+1 >= db.maxAttempts() {
+		return nil
+	}
+	down := pgerr.NodeDown(err)
+	if down && n.MarkDown(time.Now()) {
+		db.log.Warn("switchyard: node down", "node", n.Name, "role", n.Role().String(), "err", err)
+	}
+	primary := db.cluster.Primary()
+	if n == primary || !read {
+		// The pool was just reset: a connection that died while idle is
+		// gone, and a statement that never went out may try once more.
+		if attempt == 0 && pgconn.SafeToRetry(err) {
+			return primary
+		}
+		return nil
+	}
+	if !pgerr.RetryReadElsewhere(err) {
+		return nil
+	}
+	db.routes.retried.Add(1)
+	if !down {
+		// The statement wrote (25006) or a recovery conflict canceled it:
+		// the primary has neither problem.
+		return primary
+	}
+	return db.replicaOrPrimary()
+}
+
+// classify tells whether sql is a pure read.
+func (db *DB) isRead(sql string) bool { return db.classifier.Classify(sql).ReplicaSafe() }
+

@@ -1,0 +1,239 @@
+// Package classify decides, from the SQL text alone, whether a PostgreSQL
+// statement may run on a read replica.
+//
+// The rule is "when unsure, primary": only text that is provably a pure read
+// is [Read]; everything else goes to the primary, and text that changes
+// session state is [Session], telling the caller to keep using the same
+// connection.
+//
+// # Reads
+//
+// A text is Read only if every statement in it is one of:
+//
+//   - SELECT, VALUES or TABLE, including parenthesized queries and
+//     UNION / INTERSECT / EXCEPT of them;
+//   - WITH [RECURSIVE] ... whose common table expressions are all queries;
+//   - SHOW;
+//   - EXPLAIN without ANALYZE of one of the above (EXPLAIN ANALYZE runs the
+//     statement, so it is Write; EXPLAIN (ANALYZE false) is not executed);
+//
+// and none of its statements, at any depth (subqueries, CTEs, set
+// operations), contains:
+//
+//   - a locking clause: FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE,
+//     FOR KEY SHARE (with or without OF, NOWAIT, SKIP LOCKED) - Write;
+//   - SELECT ... INTO, which creates a table - Write (Session for a
+//     temporary table);
+//   - a data-modifying CTE: WITH x AS (INSERT | UPDATE | DELETE | MERGE ...)
+//   - Write;
+//   - a call of a function with side effects: nextval, setval, pg_notify,
+//     txid_current, pg_current_xact_id, lo_*, the WAL, backup, replication
+//     slot and server-signalling functions that fail on or do not belong on
+//     a standby, dblink, and the user's list - Write; currval, lastval,
+//     set_config, setseed, pg_advisory_* and pg_try_advisory_* locks,
+//     pg_export_snapshot - Session (they depend on or change the
+//     connection's state).
+//
+// Function names may be schema-qualified (a built-in name matches in any
+// schema) or quoted; unquoted names match case-insensitively, quoted
+// built-in names only exactly. A name not followed by "(" is not a call.
+// Listed user functions also match in attribute notation (t.f, which
+// PostgreSQL runs as f(t)).
+//
+// # Everything else
+//
+// SET, RESET, LISTEN, UNLISTEN, PREPARE, EXECUTE, DEALLOCATE, DECLARE,
+// FETCH, MOVE, CLOSE, DISCARD, LOAD, transaction control (BEGIN, START,
+// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION)
+// and CREATE TEMP ... are Session. INSERT, UPDATE, DELETE, MERGE, COPY,
+// DDL, GRANT, VACUUM, ANALYZE, CALL, DO, LOCK, NOTIFY, and so on are Write.
+// A string of several statements is Session if any statement is, else
+// Write if any is, else Read if all are, else Unknown. Empty text, text
+// that does not lex (an unterminated quote or comment), unbalanced
+// parentheses, unknown statements and shapes the classifier does not
+// recognize are Unknown.
+//
+// # Lexing
+//
+// The text is read in one pass the way PostgreSQL's scanner reads it:
+// -- and nested /* */ comments, '...' strings with ” (and, when
+// standard_conforming_strings might be off, backslash) escapes, E'...',
+// B'...', X'...', N'...' and U&'...' strings, string continuation across
+// newlines, $$ and $tag$ dollar quoting (while $1 is a parameter and a$b$ an
+// identifier), "quoted" and U&"quoted" identifiers, and keywords in any
+// case. Keywords inside strings, comments and quoted identifiers mean
+// nothing.
+//
+// # Limits
+//
+// The classifier sees only the text. A view, rule, trigger, default or
+// operator that calls a function with side effects is invisible to it; list
+// such functions or route such statements to the primary yourself. A text
+// that is a read when standard_conforming_strings is on and something else
+// when it is off is not Read.
+package classify
+
+import (
+	"hash/maphash"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Kind is what a statement (or a string of statements) does, as far as
+// routing cares.
+type Kind uint8
+
+const (
+	// Unknown means the text could not be classified: it goes to the primary.
+	Unknown Kind = iota
+	// Read means the text is provably a pure read: it may run on a replica.
+	Read
+	// Write means the text writes, locks rows, takes sequence values, runs
+	// DDL or calls functions with side effects: it goes to the primary.
+	Write
+	// Session means the text changes or depends on the connection's session
+	// state (SET, LISTEN, PREPARE, cursors, transaction control, temporary
+	// tables, advisory locks, set_config, currval, ...): it goes to the
+	// primary and the caller must pin the connection.
+	Session
+)
+
+// String returns "unknown", "read", "write" or "session".
+func (k Kind) String() string {
+	switch k {
+	case Unknown:
+		return "unknown"
+	case Read:
+		return "read"
+	case Write:
+		return "write"
+	case Session:
+		return "session"
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ReplicaSafe reports whether a statement of kind k may run on a replica,
+// that is whether k is Read.
+func (k Kind) ReplicaSafe() bool { return k == Read }
+
+// Classify classifies sql with the built-in list of functions with side
+// effects, without caching. Use a [Classifier] for repeated statements.
+func Classify(sql string) Kind { return classify(sql, defaultFuncs) }
+
+// Cache limits.
+const (
+	// DefaultCacheSize is the number of strings a Classifier caches when New
+	// is given a cacheSize <= 0.
+	DefaultCacheSize = 8192
+	// maxCachedLen is the longest string that is cached; longer ones are
+	// classified every time.
+	maxCachedLen = 16 << 10
+	// avgKeyBytes is the key memory budgeted per cache entry.
+	avgKeyBytes = 1 << 10
+	maxShards   = 32
+)
+
+// seed hashes SQL strings to cache shards.
+var seed = maphash.MakeSeed()
+
+// shard is one lock-protected part of the cache.
+type shard struct {
+	mu    sync.RWMutex
+	m     map[string]Kind
+	bytes int // key bytes held by m
+	_     [64]byte
+}
+
+// Classifier classifies SQL text; it caches results per exact SQL string and
+// is safe for concurrent use. The zero value is usable: it knows the
+// built-in functions only and caches DefaultCacheSize strings.
+type Classifier struct {
+	funcs *funcTable
+	cache atomic.Pointer[cache]
+}
+
+// cache is a sharded map from SQL text to its kind.
+type cache struct {
+	shards     []shard
+	maxEntries int // per shard
+	maxBytes   int // per shard
+}
+
+// New returns a Classifier.
+//
+// extraWriteFuncs names user functions with side effects: a call of any of
+// them makes a statement Write. Names are case-insensitive and may be
+// schema-qualified ("app.bump_counter", matching calls qualified with that
+// schema or not qualified at all) or bare ("bump_counter", matching any
+// schema).
+//
+// cacheSize bounds the number of cached strings (<= 0 means
+// DefaultCacheSize). The cache never grows past it: when a part of the
+// cache fills up, that part is emptied, so a stream of distinct statements
+// (inlined literals) costs bounded memory. Key memory is bounded too (about
+// 1 KiB per entry on average), and strings longer than 16 KiB are never
+// cached.
+func New(extraWriteFuncs []string, cacheSize int) *Classifier {
+	c := &Classifier{funcs: newFuncTable(extraWriteFuncs)}
+	c.cache.Store(newCache(cacheSize))
+	return c
+}
+
+func newCache(size int) *cache {
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	n := 1
+	for n < maxShards && n*2*64 <= size { // at least 64 entries a shard
+		n *= 2
+	}
+	c := &cache{shards: make([]shard, n), maxEntries: max(size/n, 1)}
+	c.maxBytes = max(c.maxEntries*avgKeyBytes, 2*maxCachedLen)
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]Kind)
+	}
+	return c
+}
+
+// Classify classifies sql (see the package documentation). The result for
+// each distinct string is cached: a repeated call does not allocate.
+func (c *Classifier) Classify(sql string) Kind {
+	if c == nil {
+		return Classify(sql)
+	}
+	funcs := c.funcs
+	if funcs == nil {
+		funcs = defaultFuncs
+	}
+	if len(sql) > maxCachedLen {
+		return classify(sql, funcs)
+	}
+	ca := c.cache.Load()
+	if ca == nil {
+		c.cache.CompareAndSwap(nil, newCache(0))
+		ca = c.cache.Load()
+	}
+	sh := &ca.shards[maphash.String(seed, sql)&uint64(len(ca.shards)-1)]
+	sh.mu.RLock()
+	k, ok := sh.m[sql]
+	sh.mu.RUnlock()
+	if ok {
+		return k
+	}
+	k = classify(sql, funcs)
+	key := strings.Clone(sql) // do not keep the caller's buffer alive (or see it change)
+	sh.mu.Lock()
+	if _, ok := sh.m[key]; !ok {
+		if len(sh.m) >= ca.maxEntries || sh.bytes+len(key) > ca.maxBytes {
+			clear(sh.m)
+			sh.bytes = 0
+		}
+		sh.m[key] = k
+		sh.bytes += len(key)
+	}
+	sh.mu.Unlock()
+	return k
+}

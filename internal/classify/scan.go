@@ -1,0 +1,634 @@
+package classify
+
+import "strings"
+
+// rank orders kinds by how much they restrict routing: the kind of several
+// findings is the one with the highest rank.
+func rank(k Kind) int {
+	switch k {
+	case Read:
+		return 0
+	case Write:
+		return 2
+	case Session:
+		return 3
+	}
+	return 1 // Unknown, or out of range
+}
+
+// worse returns whichever of a and b restricts routing more.
+func worse(a, b Kind) Kind {
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// frameKind says what a parenthesis level is.
+type frameKind uint8
+
+const (
+	fTop    frameKind = iota // the statement itself
+	fParen                   // any other parenthesis
+	fSubstr                  // SUBSTRING( / OVERLAY( arguments: FOR separates arguments
+	fCols                    // a CTE's column names
+	fBody                    // a CTE's body: a statement
+)
+
+// withState is the progress through a WITH clause at one parenthesis level:
+//
+//	WITH [RECURSIVE] name [(cols)] AS [[NOT] MATERIALIZED] (body)
+//	     [SEARCH {BREADTH|DEPTH} FIRST BY col, ... SET col]
+//	     [CYCLE col, ... SET col [TO const DEFAULT const] USING col]
+//	     [, ...]
+//	main-statement
+type withState uint8
+
+const (
+	wNone withState = iota
+	wName
+	wAfterName
+	wColsOpen
+	wAfterCols
+	wAfterAs
+	wAfterNot
+	wAfterMat
+	wBodyOpen
+	wAfterBody
+	wSearchKind
+	wSearchFirst
+	wSearchBy
+	wSearchCol
+	wSearchColSep
+	wSearchSet
+	wAfterSearch
+	wCycleCol
+	wCycleColSep
+	wCycleSet
+	wCycleAfterSet
+	wCycleTo
+	wCycleDefault
+	wUsingCol
+	wAfterCycle
+)
+
+// frame is one parenthesis level.
+type frame struct {
+	kind  frameKind
+	with  withState
+	first bool // no token seen yet at this level
+	rec   bool // just after WITH: RECURSIVE may follow
+}
+
+// scanner classifies the statements of one SQL text, token by token.
+type scanner struct {
+	lx    lexer
+	fn    *funcTable
+	stack []frame
+
+	kind       Kind // what the current statement does so far
+	readHead   bool // the statement is SELECT, VALUES, TABLE or WITH (maybe under EXPLAIN)
+	createHead bool // the statement is CREATE ...
+	broken     bool // the statement does not have the shape we expect
+	atomic     bool // inside CREATE FUNCTION ... BEGIN ATOMIC ... END: ';' does not end the statement
+	cases      int  // CASE ... END nesting inside a BEGIN ATOMIC body
+	lexErr     bool // the text does not lex: the server rejects all of it
+
+	p1, p2, p3, p4 token // the previous four tokens, p1 most recent
+}
+
+// classifyText classifies every statement of src and combines the results.
+// It returns whether an ordinary string contained a backslash and whether
+// the text failed to lex.
+func classifyText(src string, fn *funcTable, scsOff bool) (k Kind, backslash, lexErr bool) {
+	var stack [32]frame
+	s := scanner{lx: lexer{src: src, scsOff: scsOff}, fn: fn, stack: stack[:0]}
+	k = Read
+	any := false
+	for {
+		sk, empty, done := s.statement()
+		if !empty {
+			any = true
+			k = worse(k, sk)
+		}
+		if done {
+			break
+		}
+	}
+	if !any || s.lexErr {
+		k = worse(k, Unknown)
+	}
+	return k, s.lx.backslash, s.lexErr
+}
+
+// classify is the uncached classifier.
+func classify(src string, fn *funcTable) Kind {
+	if strings.IndexByte(src, 0) >= 0 {
+		// The wire protocol cannot carry a NUL inside a query.
+		return Unknown
+	}
+	k, backslash, _ := classifyText(src, fn, false)
+	if k == Read && backslash {
+		// 'a\' means something else if standard_conforming_strings is off:
+		// the text must be a read under both readings (unless it does not
+		// even lex under the other one, in which case such a server rejects
+		// it anyway).
+		if k2, _, lexErr := classifyText(src, fn, true); !lexErr && k2 != Read {
+			return k2
+		}
+	}
+	return k
+}
+
+func (s *scanner) push(kind frameKind, first bool) {
+	s.stack = append(s.stack, frame{kind: kind, first: first})
+}
+
+func (s *scanner) top() *frame { return &s.stack[len(s.stack)-1] }
+
+func (s *scanner) mark(k Kind) { s.kind = worse(s.kind, k) }
+
+func isName(t token) bool { return t.kind == tIdent || t.kind == tQIdent || t.kind == tUIdent }
+
+func isKw(t token, k kw) bool { return t.kind == tIdent && t.kw == k }
+
+// statement classifies one statement, up to and including its ';'. empty
+// reports a statement with no tokens; done reports the end of the text.
+func (s *scanner) statement() (k Kind, empty, done bool) {
+	s.stack = s.stack[:0]
+	s.push(fTop, false)
+	s.kind = Read
+	s.readHead, s.createHead, s.broken, s.atomic = false, false, false, false
+	s.p1, s.p2, s.p3, s.p4 = token{}, token{}, token{}, token{}
+
+	t := s.lx.next()
+	switch t.kind {
+	case tSemi:
+		return Unknown, true, false
+	case tEOF:
+		return Unknown, true, true
+	}
+
+	explain, analyze := false, false
+head:
+	for t.kind == tLParen {
+		s.push(fParen, false)
+		t = s.lx.next()
+	}
+	nested := len(s.stack) > 1
+	switch {
+	case isKw(t, kwSelect), isKw(t, kwValues), isKw(t, kwTable):
+		s.readHead = true
+	case isKw(t, kwWith):
+		s.readHead = true
+		f := s.top()
+		f.with, f.rec = wName, true
+	case nested || t.kind == tError:
+		s.broken = true
+	case isKw(t, kwShow):
+	case isKw(t, kwExplain) && !explain:
+		explain = true
+		analyze, t = s.explain()
+		if !s.broken {
+			goto head
+		}
+	default:
+		s.kind = s.headKind(t)
+	}
+	if t.kind != tEOF && t.kind != tSemi && t.kind != tError {
+		s.p1 = t // the head is consumed
+		t = s.lx.next()
+	}
+
+	for {
+		if t.kind == tEOF || t.kind == tSemi && !s.atomic || t.kind == tError {
+			if t.kind == tError {
+				s.lexErr = true
+			}
+			s.attrCheck(t)
+			if len(s.stack) != 1 || s.stack[0].with != wNone {
+				s.broken = true
+			}
+			k = s.kind
+			if s.broken {
+				k = worse(k, Unknown)
+			}
+			if explain && analyze {
+				k = worse(k, Write)
+			}
+			return k, false, t.kind != tSemi
+		}
+		s.attrCheck(t)
+		s.token(t)
+		s.p4, s.p3, s.p2, s.p1 = s.p3, s.p2, s.p1, t
+		t = s.lx.next()
+	}
+}
+
+// headKind classifies a statement that is not a query by its first word.
+func (s *scanner) headKind(t token) Kind {
+	if t.kind != tIdent {
+		return Unknown
+	}
+	switch t.kw {
+	case kwSet, kwReset, kwListen, kwUnlisten, kwPrepare, kwDeallocate, kwExecute,
+		kwDeclare, kwFetch, kwClose, kwMove, kwDiscard, kwLoad, kwBegin, kwStart,
+		kwCommit, kwEnd, kwRollback, kwAbort, kwSavepoint, kwRelease:
+		return Session
+	case kwCreate:
+		s.createHead = true
+		// CREATE [OR REPLACE] [LOCAL|GLOBAL] {TEMP|TEMPORARY} ...
+		la := s.lx
+		u := la.next()
+		if isKw(u, kwOr) {
+			la.next() // REPLACE
+			u = la.next()
+		}
+		if isKw(u, kwLocal) || isKw(u, kwGlobal) {
+			u = la.next()
+		}
+		if isKw(u, kwTemp) {
+			return Session
+		}
+		return Write
+	case kwInsert, kwUpdate, kwDelete, kwMerge, kwCopy, kwAlter, kwDrop, kwTruncate,
+		kwGrant, kwRevoke, kwVacuum, kwAnalyze, kwCall, kwDo, kwLock, kwRefresh,
+		kwCluster, kwReindex, kwComment, kwSecurity, kwImport, kwNotify, kwCheckpoint,
+		kwReassign:
+		return Write
+	}
+	return Unknown
+}
+
+// explain consumes EXPLAIN's options after the EXPLAIN keyword. It reports
+// whether the statement is executed (ANALYZE) and returns the first token of
+// the explained statement.
+func (s *scanner) explain() (analyze bool, t token) {
+	t = s.lx.next()
+	for isKw(t, kwAnalyze) || isKw(t, kwVerbose) {
+		if t.kw == kwAnalyze {
+			analyze = true
+		}
+		t = s.lx.next()
+	}
+	if t.kind != tLParen {
+		return analyze, t
+	}
+	// EXPLAIN (SELECT ...) or EXPLAIN (option [value], ...) ...?
+	la := s.lx
+	u := la.next()
+	if u.kind == tLParen || isKw(u, kwSelect) || isKw(u, kwTable) || isKw(u, kwWith) ||
+		isKw(u, kwValues) && la.next().kind == tLParen {
+		return analyze, t
+	}
+	for {
+		name := s.lx.next()
+		if name.kind == tRParen {
+			break
+		}
+		isAnalyze := isKw(name, kwAnalyze) ||
+			name.kind == tQIdent && s.lx.text(name) == "analyze"
+		var v [2]token
+		nv := 0
+		for {
+			u = s.lx.next()
+			if u.kind == tComma || u.kind == tRParen {
+				break
+			}
+			if u.kind == tEOF || u.kind == tSemi || u.kind == tError || u.kind == tLParen {
+				s.broken = true
+				return true, u
+			}
+			if nv < len(v) {
+				v[nv] = u
+			}
+			nv++
+		}
+		if isAnalyze && !s.falseValue(v[:min(nv, len(v))], nv) {
+			analyze = true
+		}
+		if u.kind == tRParen {
+			break
+		}
+	}
+	return analyze, s.lx.next()
+}
+
+// falseValue reports whether an EXPLAIN option value is one that PostgreSQL's
+// defGetBoolean reads as false: 0, false or off (in any case, as a word, a
+// quoted identifier or a string).
+func (s *scanner) falseValue(v []token, n int) bool {
+	if n == 1 {
+		t := v[0]
+		switch t.kind {
+		case tIdent:
+			return t.kw == kwFalse || t.kw == kwOff
+		case tQIdent, tString:
+			if t.flags&fPlain == 0 {
+				return false
+			}
+			txt := s.lx.text(t)
+			return strings.EqualFold(txt, "false") || strings.EqualFold(txt, "off")
+		case tNumber:
+			return allZeros(s.lx.text(t))
+		}
+		return false
+	}
+	if n == 2 && v[0].kind == tOther && v[1].kind == tNumber {
+		op := s.lx.text(v[0])
+		return (op == "-" || op == "+") && allZeros(s.lx.text(v[1]))
+	}
+	return false
+}
+
+func allZeros(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '0' {
+			return false
+		}
+	}
+	return true
+}
+
+// token processes one token after the statement's first.
+func (s *scanner) token(t token) {
+	f := s.top()
+	if f.first {
+		f.first = false
+		if isKw(t, kwWith) {
+			f.with, f.rec = wName, true
+			return
+		}
+		if f.kind == fBody {
+			switch {
+			case isKw(t, kwSelect), isKw(t, kwValues), isKw(t, kwTable), t.kind == tLParen:
+			case isKw(t, kwInsert), isKw(t, kwUpdate), isKw(t, kwDelete), isKw(t, kwMerge):
+				s.mark(Write) // data-modifying CTE
+				return
+			default:
+				s.broken = true
+			}
+		}
+	}
+	if f.with != wNone && s.with(f, t) {
+		return
+	}
+	switch t.kind {
+	case tLParen:
+		kind := fParen
+		if (isKw(s.p1, kwSubstring) || isKw(s.p1, kwOverlay)) && s.p2.kind != tDot {
+			kind = fSubstr
+		}
+		if isName(s.p1) && !isKw(s.p2, kwAs) {
+			hasSchema := s.p2.kind == tDot && isName(s.p3)
+			s.mark(s.fn.callKind(s.lx.src, s.p1, s.p3, hasSchema))
+		}
+		s.push(kind, true)
+	case tRParen:
+		if len(s.stack) == 1 {
+			s.broken = true
+			return
+		}
+		if f.with != wNone {
+			s.broken = true // WITH without its main statement
+		}
+		s.stack = s.stack[:len(s.stack)-1]
+		switch p := s.top(); p.with {
+		case wColsOpen:
+			p.with = wAfterCols
+		case wBodyOpen:
+			p.with = wAfterBody
+		}
+	case tIdent:
+		switch t.kw {
+		case kwAtomic:
+			if s.createHead && isKw(s.p1, kwBegin) {
+				s.atomic, s.cases = true, 0 // SQL-standard function body
+			}
+		case kwCase:
+			s.cases++
+		case kwEnd:
+			if s.cases > 0 {
+				s.cases--
+			} else {
+				s.atomic = false
+			}
+		case kwUpdate, kwShare, kwNo, kwKey:
+			// FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE;
+			// but SUBSTRING(x FOR update) names a column "update".
+			if isKw(s.p1, kwFor) && f.kind != fSubstr {
+				s.mark(Write)
+			}
+		case kwInto:
+			if s.readHead {
+				s.into()
+			}
+		}
+	case tDot:
+		if s.createHead && isPgTemp(s.lx.src, s.p1) {
+			s.mark(Session) // CREATE ... pg_temp.x: a temporary object
+		}
+	}
+}
+
+// isPgTemp reports whether t names the pg_temp schema.
+func isPgTemp(src string, t token) bool {
+	switch t.kind {
+	case tIdent:
+		return strings.EqualFold(src[t.s:t.e], "pg_temp")
+	case tQIdent:
+		return src[t.s:t.e] == "pg_temp"
+	}
+	return false
+}
+
+// into handles INTO in a query: SELECT ... INTO creates a table.
+func (s *scanner) into() {
+	if isKw(s.p1, kwInsert) || isKw(s.p1, kwMerge) {
+		s.mark(Write)
+		return
+	}
+	// INTO [[LOCAL|GLOBAL] {TEMP|TEMPORARY}|UNLOGGED] [TABLE] name
+	la := s.lx
+	u := la.next()
+	if isKw(u, kwLocal) || isKw(u, kwGlobal) {
+		u = la.next()
+	}
+	if isKw(u, kwTemp) {
+		s.mark(Session)
+		return
+	}
+	if isKw(u, kwUnlogged) {
+		u = la.next()
+	}
+	if isKw(u, kwTable) {
+		u = la.next()
+	}
+	if isPgTemp(s.lx.src, u) && la.next().kind == tDot {
+		s.mark(Session)
+		return
+	}
+	s.mark(Write)
+}
+
+// attrCheck handles attribute notation: x.f is f(x) when f takes x's row
+// type, so a listed user function used as t.f is a call.
+func (s *scanner) attrCheck(t token) {
+	if t.kind != tLParen && s.p2.kind == tDot && isName(s.p1) &&
+		// FROM s.f, JOIN s.f, ONLY s.f, TABLE s.f name relations
+		!(s.p4.kind == tIdent && (s.p4.kw == kwFrom || s.p4.kw == kwJoin || s.p4.kw == kwOnly || s.p4.kw == kwTable)) &&
+		s.fn.userMatch(s.lx.src, s.p1, token{}, false) {
+		s.mark(Write)
+	}
+}
+
+// with advances f's WITH clause by the token t at f's level. It returns true
+// if it consumed t.
+func (s *scanner) with(f *frame, t token) bool {
+	switch f.with {
+	case wName:
+		if f.rec {
+			f.rec = false
+			if isKw(t, kwRecursive) {
+				la := s.lx
+				if u := la.next(); !isKw(u, kwAs) && u.kind != tLParen {
+					return true
+				}
+			}
+		}
+		if isName(t) {
+			f.with = wAfterName
+			return true
+		}
+	case wAfterName:
+		if t.kind == tLParen {
+			f.with = wColsOpen
+			s.push(fCols, false) // f is invalid from here on
+			return true
+		}
+		if isKw(t, kwAs) {
+			f.with = wAfterAs
+			return true
+		}
+	case wAfterCols:
+		if isKw(t, kwAs) {
+			f.with = wAfterAs
+			return true
+		}
+	case wAfterAs, wAfterMat:
+		if t.kind == tLParen {
+			f.with = wBodyOpen
+			s.push(fBody, true)
+			return true
+		}
+		if f.with == wAfterAs && isKw(t, kwNot) {
+			f.with = wAfterNot
+			return true
+		}
+		if isKw(t, kwMaterialized) {
+			f.with = wAfterMat
+			return true
+		}
+	case wAfterNot:
+		if isKw(t, kwMaterialized) {
+			f.with = wAfterMat
+			return true
+		}
+	case wAfterBody, wAfterSearch, wAfterCycle:
+		switch {
+		case t.kind == tComma:
+			f.with = wName
+			return true
+		case isKw(t, kwSearch) && f.with == wAfterBody:
+			f.with = wSearchKind
+			return true
+		case isKw(t, kwCycle) && f.with != wAfterCycle:
+			f.with = wCycleCol
+			return true
+		}
+		// The main statement.
+		f.with = wNone
+		switch {
+		case isKw(t, kwSelect), isKw(t, kwValues), isKw(t, kwTable):
+			return true
+		case t.kind == tLParen:
+			return false
+		case isKw(t, kwInsert), isKw(t, kwUpdate), isKw(t, kwDelete), isKw(t, kwMerge):
+			s.mark(Write)
+			return true
+		}
+		s.broken = true
+		return false
+	case wSearchKind:
+		if isKw(t, kwBreadth) || isKw(t, kwDepth) {
+			f.with = wSearchFirst
+			return true
+		}
+	case wSearchFirst:
+		if isKw(t, kwFirst) {
+			f.with = wSearchBy
+			return true
+		}
+	case wSearchBy:
+		if isKw(t, kwBy) {
+			f.with = wSearchCol
+			return true
+		}
+	case wSearchCol, wCycleCol:
+		if isName(t) {
+			f.with++ // wSearchColSep, wCycleColSep
+			return true
+		}
+	case wSearchColSep, wCycleColSep:
+		if t.kind == tComma {
+			f.with-- // wSearchCol, wCycleCol
+			return true
+		}
+		if isKw(t, kwSet) {
+			f.with++ // wSearchSet, wCycleSet
+			return true
+		}
+	case wSearchSet:
+		if isName(t) {
+			f.with = wAfterSearch
+			return true
+		}
+	case wCycleSet:
+		if isName(t) {
+			f.with = wCycleAfterSet
+			return true
+		}
+	case wCycleAfterSet:
+		if isKw(t, kwUsing) {
+			f.with = wUsingCol
+			return true
+		}
+		if isKw(t, kwTo) {
+			f.with = wCycleTo
+			return true
+		}
+	case wCycleTo, wCycleDefault:
+		// Skip the constant; parentheses (typmods) nest as usual.
+		switch {
+		case t.kind == tLParen || t.kind == tRParen:
+			return false
+		case f.with == wCycleTo && isKw(t, kwDefault):
+			f.with = wCycleDefault
+		case f.with == wCycleDefault && isKw(t, kwUsing):
+			f.with = wUsingCol
+		}
+		return true
+	case wUsingCol:
+		if isName(t) {
+			f.with = wAfterCycle
+			return true
+		}
+	}
+	// Not the WITH clause we know: give up on this statement.
+	f.with = wNone
+	s.broken = true
+	return false
+}

@@ -1,0 +1,101 @@
+package topology
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+
+	"github.com/switchyard-db/switchyard/internal/lsn"
+)
+
+// Cluster is one primary and its replicas. switchyard keeps clusters
+// first-class, though the public API shows one, so that routing by table to
+// several clusters needs no rework.
+type Cluster struct {
+	// Name identifies the cluster ("default" for the one Open makes).
+	Name string
+	// Nodes are all nodes, primary first as configured; the slice never
+	// changes, roles do.
+	Nodes []*Node
+
+	primary atomic.Pointer[Node]
+}
+
+// NewCluster makes a cluster whose primary is nodes[0].
+func NewCluster(name string, nodes []*Node) *Cluster {
+	c := &Cluster{Name: name, Nodes: nodes}
+	c.primary.Store(nodes[0])
+	return c
+}
+
+// Primary is the node that currently takes writes.
+func (c *Cluster) Primary() *Node { return c.primary.Load() }
+
+// SetPrimary records a new primary, after a failover.
+func (c *Cluster) SetPrimary(n *Node) { c.primary.Store(n) }
+
+// eligible reports whether replica n may serve a read that needs at least
+// position min (0: any position).
+func (c *Cluster) eligible(n *Node, min lsn.LSN) bool {
+	return n.Role() == RoleReplica && n != c.Primary() && n.Healthy() && n.Position() >= min
+}
+
+// PickReplica chooses a healthy replica whose polled position is at least
+// min, or nil when there is none. It picks two candidates at random in
+// proportion to their weights and keeps the one with fewer statements in
+// flight per unit of weight ("the power of two choices"): nearly as good as
+// always picking the least loaded, without herding every caller onto the
+// same replica between updates. It allocates nothing.
+func (c *Cluster) PickReplica(min lsn.LSN) *Node {
+	var total int64
+	for _, n := range c.Nodes {
+		if c.eligible(n, min) {
+			total += n.weight
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	a := c.weighted(rand.Int64N(total), min)
+	b := c.weighted(rand.Int64N(total), min)
+	switch {
+	case a == nil:
+		return b
+	case b == nil || a == b:
+		return a
+	}
+	// a.inflight/a.weight <= b.inflight/b.weight, without division.
+	if a.InFlight()*b.weight <= b.InFlight()*a.weight {
+		return a
+	}
+	return b
+}
+
+// weighted returns the eligible replica in whose share of the total weight
+// r falls. Eligibility can change between the two passes; then it may
+// return nil, and PickReplica uses the other candidate.
+func (c *Cluster) weighted(r int64, min lsn.LSN) *Node {
+	for _, n := range c.Nodes {
+		if !c.eligible(n, min) {
+			continue
+		}
+		if r < n.weight {
+			return n
+		}
+		r -= n.weight
+	}
+	return nil
+}
+
+// Replicas counts the nodes that are replicas now, and those of them that
+// are healthy.
+func (c *Cluster) Replicas() (all, healthy int) {
+	for _, n := range c.Nodes {
+		if n.Role() == RoleReplica && n != c.Primary() {
+			all++
+			if n.Healthy() {
+				healthy++
+			}
+		}
+	}
+	return all, healthy
+}
