@@ -314,4 +314,3 @@ func (db *DB) retryTarget(ctx context.Context, n *topology.Node, read bool, err 
 
 // classify tells whether sql is a pure read.
 func (db *DB) isRead(sql string) bool { return db.classifier.Classify(sql).ReplicaSafe() }
-

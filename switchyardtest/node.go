@@ -180,7 +180,7 @@ func (n *Node) launch(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = n.dataDir
 	cmd.SysProcAttr = procAttr(n.cluster.acct.cred)
-	if err := cmd.Start(); err != nil {
+	if err := startProcess(cmd); err != nil {
 		n.mu.Unlock()
 		logf.Close()
 		return fmt.Errorf("switchyardtest: start %s: %w", n.name, err)
@@ -217,7 +217,7 @@ func (n *Node) waitAccepting(ctx context.Context, done chan struct{}) error {
 	for {
 		select {
 		case <-done:
-			return errors.New("the server exited")
+			return n.exited()
 		default:
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
@@ -231,10 +231,17 @@ func (n *Node) waitAccepting(ctx context.Context, done chan struct{}) error {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
 		case <-done:
-			return errors.New("the server exited")
+			return n.exited()
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// exited describes how the server process ended.
+func (n *Node) exited() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return fmt.Errorf("the server exited (%v)", n.cmd.ProcessState)
 }
 
 // logSince returns the server log written after offset, for error messages.

@@ -1,6 +1,9 @@
 package switchyardtest
 
 import (
+	"os/exec"
+	"runtime"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -28,4 +31,33 @@ func removeSharedMemory(key, id int) {
 	if int(ds.Perm.Key) == key && ds.Nattch == 0 {
 		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 	}
+}
+
+// The kernel sends the parent-death signal when the *thread* that started
+// the child exits, not the process, and the Go runtime may end threads.
+// So every server is started from one goroutine locked to its thread for
+// the life of the process.
+var (
+	spawnOnce sync.Once
+	spawns    chan spawn
+)
+
+type spawn struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startProcess(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawns = make(chan spawn)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for s := range spawns {
+				s.done <- s.cmd.Start()
+			}
+		}()
+	})
+	s := spawn{cmd: cmd, done: make(chan error, 1)}
+	spawns <- s
+	return <-s.done
 }

@@ -55,7 +55,8 @@ type Node struct {
 	role        atomic.Uint32
 	healthy     atomic.Bool
 	bannedUntil atomic.Int64 // unix nanoseconds
-	failures    atomic.Int32 // consecutive, for the ban's length
+	failures    atomic.Int32 // recent downs, for the ban's length
+	upSince     atomic.Int64 // unix nanoseconds of the last MarkUp
 
 	inflight atomic.Int64
 	routed   atomic.Uint64
@@ -114,29 +115,35 @@ func (n *Node) Routed() uint64 { return n.routed.Load() }
 func (n *Node) Errors() uint64 { return n.errors.Load() }
 
 // MarkDown takes the node out of rotation at once (its circuit opens) and
-// drops its idle connections, which are most likely dead too. It reports
-// whether the node was healthy until now.
+// drops its idle connections, which are most likely dead too. The ban
+// starts when the node goes down and is not extended while it stays down;
+// it doubles for a node that fails again soon after it came back (a flapping
+// node), up to maxBan. MarkDown reports whether the node was healthy until
+// now.
 func (n *Node) MarkDown(now time.Time) bool {
+	if !n.healthy.Load() {
+		return false
+	}
+	if !n.healthy.Swap(false) {
+		return false // another goroutine took it down first
+	}
+	if now.UnixNano()-n.upSince.Load() > int64(maxBan) {
+		n.failures.Store(0)
+	}
 	f := n.failures.Add(1)
-	ban := minBan << min(f-1, 6)
-	if ban > maxBan {
-		ban = maxBan
-	}
+	ban := min(minBan<<min(f-1, 6), maxBan)
 	n.bannedUntil.Store(now.Add(ban).UnixNano())
-	was := n.healthy.Swap(false)
-	if was {
-		n.Pool.Reset()
-	}
-	return was
+	n.Pool.Reset()
+	return true
 }
 
-// MarkUp puts the node back once its ban has expired. It reports whether
-// the node came back.
+// MarkUp puts the node back once its ban has expired, after the monitor
+// reached it. It reports whether the node came back.
 func (n *Node) MarkUp(now time.Time) bool {
 	if n.healthy.Load() || now.UnixNano() < n.bannedUntil.Load() {
 		return false
 	}
-	n.failures.Store(0)
+	n.upSince.Store(now.UnixNano())
 	return !n.healthy.Swap(true)
 }
 

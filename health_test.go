@@ -1,0 +1,205 @@
+package switchyard_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchyard-db/switchyard"
+	"github.com/switchyard-db/switchyard/switchyardtest"
+)
+
+// TestReplicaKilledUnderLoad kills a replica with SIGKILL while 16
+// goroutines read, and checks that no read fails, that reads stop going to
+// the dead replica, and that it rejoins when it is back.
+func TestReplicaKilledUnderLoad(t *testing.T) {
+	ctx := testCtx(t)
+	c := switchyardtest.New(t, switchyardtest.Options{Replicas: 2})
+	if err := c.Primary().Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReplicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, c)
+	victim := c.Replicas()[0]
+	victimName := fmt.Sprintf("127.0.0.1:%d", victim.Port())
+	routedTo := func(name string) uint64 {
+		for _, n := range db.Stats().Nodes {
+			if n.Name == name {
+				return n.Routed
+			}
+		}
+		t.Fatalf("no node %s", name)
+		return 0
+	}
+
+	var reads, failures atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var v string
+				var err error
+				if i%2 == 0 {
+					err = db.QueryRow(ctx, "SELECT v FROM t WHERE id = $1", i%100+1).Scan(&v)
+				} else {
+					var rows []string
+					r, qerr := db.Query(ctx, "SELECT v FROM t WHERE id <= 5 ORDER BY id")
+					if qerr == nil {
+						for r.Next() {
+							var s string
+							r.Scan(&s)
+							rows = append(rows, s)
+						}
+						qerr = r.Err()
+						if qerr == nil && len(rows) != 5 {
+							qerr = fmt.Errorf("%d rows", len(rows))
+						}
+					}
+					err = qerr
+				}
+				reads.Add(1)
+				if err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if routedTo(victimName) == 0 {
+		t.Fatal("the victim served no reads before it was killed")
+	}
+	killed := time.Now()
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until reads stop reaching the dead replica.
+	var settled time.Duration
+	last := routedTo(victimName)
+	for stable := 0; stable < 10; {
+		time.Sleep(10 * time.Millisecond)
+		now := routedTo(victimName)
+		if now == last {
+			stable++
+		} else {
+			stable, last = 0, now
+			settled = time.Since(killed)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	after := routedTo(victimName)
+	if after != last {
+		t.Errorf("reads still reach the dead replica (%d -> %d)", last, after)
+	}
+	if err := victim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	for routedTo(victimName) == after {
+		if time.Since(back) > 30*time.Second {
+			t.Fatal("the restarted replica never got reads again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rejoined := time.Since(back)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d reads, %d failed; reads stopped reaching the dead replica %v after SIGKILL; it rejoined %v after restart; routes %+v",
+		reads.Load(), failures.Load(), settled.Round(time.Millisecond), rejoined.Round(time.Millisecond), db.Stats().Routes)
+	if failures.Load() != 0 {
+		t.Errorf("%d of %d reads failed; first: %v", failures.Load(), reads.Load(), firstErr.Load())
+	}
+}
+
+// TestEveryReplicaDown: reads go to the primary, without errors.
+func TestEveryReplicaDown(t *testing.T) {
+	ctx := testCtx(t)
+	c := switchyardtest.New(t, switchyardtest.Options{Replicas: 2})
+	db := openDB(t, c)
+	for _, r := range c.Replicas() {
+		if err := r.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		var rec bool
+		if err := db.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if rec {
+			t.Fatal("a read reached a dead replica")
+		}
+	}
+	if s := db.Stats().Routes; s.NoHealthyReplica == 0 {
+		t.Errorf("routes %+v: no read counted as 'no healthy replica'", s)
+	}
+}
+
+// TestCloseLeaksNothing: after Close, no goroutine of the DB and no
+// connection of its pools or monitor is left.
+func TestCloseLeaksNothing(t *testing.T) {
+	setupRouting(t)
+	ctx := testCtx(t)
+	before := runtime.NumGoroutine()
+	cfg := switchyard.Config{Primary: shared.Primary().DSN() + "&application_name=leakcheck"}
+	for _, r := range shared.Replicas() {
+		cfg.Replicas = append(cfg.Replicas, r.DSN()+"&application_name=leakcheck")
+	}
+	db, err := switchyard.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		var n int
+		db.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n)
+		db.Exec(ctx, "UPDATE items SET v = v WHERE id = 1")
+	}
+	db.Close()
+	db.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before Open, %d after Close:\n%s", before, g, buf[:runtime.Stack(buf, true)])
+	}
+	for _, n := range shared.Nodes() {
+		conn, err := n.Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leakcheck'").Scan(&left); err != nil {
+				t.Fatal(err)
+			}
+			if left == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		conn.Close(ctx)
+		if left != 0 {
+			t.Errorf("%s: %d connections left after Close", n.Name(), left)
+		}
+	}
+	if _, err := db.Exec(ctx, "SELECT 1"); err != switchyard.ErrClosed {
+		t.Errorf("Exec after Close: %v", err)
+	}
+	_ = context.Background
+}
