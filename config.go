@@ -65,7 +65,7 @@ func parseNode(what, connString string, configure func(*pgxpool.Config)) (nodeSp
 	if err != nil {
 		return nodeSpec{}, fmt.Errorf("%w: %s (%s): %s", ErrConfig, what, redactedHosts(connString), redact(err.Error(), connString))
 	}
-	if len(cfg.ConnConfig.Fallbacks) > 0 {
+	if severalHosts(cfg) {
 		return nodeSpec{}, fmt.Errorf("%w: %s (%s) names several hosts; list each server once in Config, or use Connect with a multi-host URL",
 			ErrConfig, what, redactedHosts(connString))
 	}
@@ -76,6 +76,17 @@ func parseNode(what, connString string, configure func(*pgxpool.Config)) (nodeSp
 		configure(cfg)
 	}
 	return nodeSpec{name: nodeName(cfg), config: cfg, weight: 1}, nil
+}
+
+// severalHosts reports whether cfg names more than one server. pgx also
+// lists one server twice, with and without TLS, for sslmode=prefer.
+func severalHosts(cfg *pgxpool.Config) bool {
+	for _, fb := range cfg.ConnConfig.Fallbacks {
+		if fb.Host != cfg.ConnConfig.Host || fb.Port != cfg.ConnConfig.Port {
+			return true
+		}
+	}
+	return false
 }
 
 func nodeName(cfg *pgxpool.Config) string {

@@ -77,8 +77,8 @@ func Connect(ctx context.Context, connString string) (*DB, error) {
 		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, redactedHosts(connString), redact(err.Error(), connString))
 	}
 	base.ConnConfig.ValidateConnect = nil
-	specs := splitHosts(base)
-	if err := checkDuplicates(specs); err != nil {
+	specs, err := splitHosts(base)
+	if err != nil {
 		return nil, err
 	}
 
@@ -120,29 +120,30 @@ func Connect(ctx context.Context, connString string) (*DB, error) {
 }
 
 // splitHosts turns a multi-host configuration into one per host. pgx
-// lists a host once per TLS attempt (sslmode=prefer tries TLS, then plain),
-// so those attempts stay together as the host's own fallbacks.
-func splitHosts(base *pgxpool.Config) []nodeSpec {
+// lists a host once per TLS attempt, one after the other (sslmode=prefer
+// tries TLS, then plain), so those attempts stay together as the host's own
+// fallbacks; a host named again later is a mistake.
+func splitHosts(base *pgxpool.Config) ([]nodeSpec, error) {
 	var specs []nodeSpec
 	index := map[string]int{}
-	add := func(host string, port uint16, fb *pgconn.FallbackConfig) {
+	cc := base.ConnConfig
+	attempts := append([]*pgconn.FallbackConfig{{Host: cc.Host, Port: cc.Port, TLSConfig: cc.TLSConfig}}, cc.Fallbacks...)
+	for _, fb := range attempts {
 		cfg := base.Copy()
 		cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.TLSConfig = fb.Host, fb.Port, fb.TLSConfig
 		cfg.ConnConfig.Fallbacks = nil
 		name := nodeName(cfg)
 		if i, ok := index[name]; ok {
+			if i != len(specs)-1 {
+				return nil, fmt.Errorf("%w: host %s is listed twice", ErrConfig, name)
+			}
 			specs[i].config.ConnConfig.Fallbacks = append(specs[i].config.ConnConfig.Fallbacks, fb)
-			return
+			continue
 		}
 		index[name] = len(specs)
 		specs = append(specs, nodeSpec{name: name, config: cfg, weight: 1})
 	}
-	cc := base.ConnConfig
-	add(cc.Host, cc.Port, &pgconn.FallbackConfig{Host: cc.Host, Port: cc.Port, TLSConfig: cc.TLSConfig})
-	for _, fb := range cc.Fallbacks {
-		add(fb.Host, fb.Port, fb)
-	}
-	return specs
+	return specs, nil
 }
 
 func inRecovery(ctx context.Context, cfg *pgx.ConnConfig) (bool, error) {
