@@ -50,7 +50,6 @@ func benchSetup(b *testing.B) (*switchyard.DB, *pgxpool.Pool, *pgxpool.Pool) {
 	return db, replicaPool, primaryPool
 }
 
-
 // BenchmarkRead compares a point read routed by switchyard (to the replica)
 // with the same read on a bare pgxpool.Pool connected to that replica, side
 // by side in one run.

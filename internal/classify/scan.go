@@ -82,9 +82,11 @@ type frame struct {
 
 // scanner classifies the statements of one SQL text, token by token.
 type scanner struct {
-	lx    lexer
-	fn    *funcTable
-	stack []frame
+	lx     lexer
+	fn     *funcTable
+	frames [32]frame // the parenthesis levels, outermost first
+	deep   []frame   // levels beyond len(frames), rarely needed
+	depth  int       // number of levels
 
 	kind       Kind // what the current statement does so far
 	readHead   bool // the statement is SELECT, VALUES, TABLE or WITH (maybe under EXPLAIN)
@@ -101,8 +103,7 @@ type scanner struct {
 // It returns whether an ordinary string contained a backslash and whether
 // the text failed to lex.
 func classifyText(src string, fn *funcTable, scsOff bool) (k Kind, backslash, lexErr bool) {
-	var stack [32]frame
-	s := scanner{lx: lexer{src: src, scsOff: scsOff}, fn: fn, stack: stack[:0]}
+	s := scanner{lx: lexer{src: src, scsOff: scsOff}, fn: fn}
 	k = Read
 	any := false
 	for {
@@ -141,10 +142,28 @@ func classify(src string, fn *funcTable) Kind {
 }
 
 func (s *scanner) push(kind frameKind, first bool) {
-	s.stack = append(s.stack, frame{kind: kind, first: first})
+	f := frame{kind: kind, first: first}
+	if s.depth < len(s.frames) {
+		s.frames[s.depth] = f
+	} else {
+		s.deep = append(s.deep, f)
+	}
+	s.depth++
 }
 
-func (s *scanner) top() *frame { return &s.stack[len(s.stack)-1] }
+func (s *scanner) pop() {
+	s.depth--
+	if s.depth >= len(s.frames) {
+		s.deep = s.deep[:len(s.deep)-1]
+	}
+}
+
+func (s *scanner) top() *frame {
+	if s.depth <= len(s.frames) {
+		return &s.frames[s.depth-1]
+	}
+	return &s.deep[s.depth-1-len(s.frames)]
+}
 
 func (s *scanner) mark(k Kind) { s.kind = worse(s.kind, k) }
 
@@ -155,7 +174,7 @@ func isKw(t token, k kw) bool { return t.kind == tIdent && t.kw == k }
 // statement classifies one statement, up to and including its ';'. empty
 // reports a statement with no tokens; done reports the end of the text.
 func (s *scanner) statement() (k Kind, empty, done bool) {
-	s.stack = s.stack[:0]
+	s.depth, s.deep = 0, s.deep[:0]
 	s.push(fTop, false)
 	s.kind = Read
 	s.readHead, s.createHead, s.broken, s.atomic = false, false, false, false
@@ -175,7 +194,7 @@ head:
 		s.push(fParen, false)
 		t = s.lx.next()
 	}
-	nested := len(s.stack) > 1
+	nested := s.depth > 1
 	switch {
 	case isKw(t, kwSelect), isKw(t, kwValues), isKw(t, kwTable):
 		s.readHead = true
@@ -206,7 +225,7 @@ head:
 				s.lexErr = true
 			}
 			s.attrCheck(t)
-			if len(s.stack) != 1 || s.stack[0].with != wNone {
+			if s.depth != 1 || s.frames[0].with != wNone {
 				s.broken = true
 			}
 			k = s.kind
@@ -297,7 +316,7 @@ func (s *scanner) explain() (analyze bool, t token) {
 			}
 			if u.kind == tEOF || u.kind == tSemi || u.kind == tError || u.kind == tLParen {
 				s.broken = true
-				return true, u
+				return analyze, u
 			}
 			if nv < len(v) {
 				v[nv] = u
@@ -388,14 +407,14 @@ func (s *scanner) token(t token) {
 		}
 		s.push(kind, true)
 	case tRParen:
-		if len(s.stack) == 1 {
+		if s.depth == 1 {
 			s.broken = true
 			return
 		}
 		if f.with != wNone {
 			s.broken = true // WITH without its main statement
 		}
-		s.stack = s.stack[:len(s.stack)-1]
+		s.pop()
 		switch p := s.top(); p.with {
 		case wColsOpen:
 			p.with = wAfterCols
