@@ -41,6 +41,12 @@ type Config struct {
 	// health and WAL position. Default 25ms.
 	MonitorInterval time.Duration
 
+	// ReplicaWait, if positive, lets a read wait up to this long for a
+	// replica to catch up with its session before it goes to the primary
+	// instead. Default 0: straight to the primary, which always has the
+	// data.
+	ReplicaWait time.Duration
+
 	// Logger receives node state changes (down, back). Default: no logging.
 	Logger *slog.Logger
 }
@@ -107,6 +113,9 @@ func (c *Config) specs() ([]nodeSpec, error) {
 	}
 	if c.ReplicaWeights != nil && len(c.ReplicaWeights) != len(c.Replicas) {
 		return nil, fmt.Errorf("%w: %d ReplicaWeights for %d Replicas", ErrConfig, len(c.ReplicaWeights), len(c.Replicas))
+	}
+	if c.ReplicaWait < 0 {
+		return nil, fmt.Errorf("%w: ReplicaWait %v is negative", ErrConfig, c.ReplicaWait)
 	}
 	if c.MonitorInterval < 0 {
 		return nil, fmt.Errorf("%w: MonitorInterval %v is negative", ErrConfig, c.MonitorInterval)

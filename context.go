@@ -1,6 +1,9 @@
 package switchyard
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ctxKey carries switchyard's per-context routing options.
 type ctxKey struct{}
@@ -8,7 +11,9 @@ type ctxKey struct{}
 // routeOpts is what a context asks of routing. Contexts hold a pointer to an
 // immutable value, so reading it costs one ctx.Value and no allocation.
 type routeOpts struct {
-	primary bool // everything to the primary
+	primary      bool          // everything to the primary
+	session      *session      // nil: the DB-wide session
+	maxStaleness time.Duration // > 0: reads accept data this old
 }
 
 var noOpts routeOpts

@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard/internal/classify"
-	"github.com/switchyard-db/switchyard/internal/pgerr"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
@@ -29,6 +28,11 @@ type DB struct {
 	monitor    *topology.Monitor
 	log        *slog.Logger
 
+	global       *session      // the DB-wide session, for contexts without one
+	wait         time.Duration // Config.ReplicaWait
+	system       uint32        // the cluster's system identifier, hashed, for tokens
+	walBlockSize uint64
+
 	routes    routeCounters
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -36,6 +40,8 @@ type DB struct {
 
 type routeCounters struct {
 	replica, forced, write, transaction, noHealthyReplica, retried atomic.Uint64
+	afterWrite, notFresh, checked, checkFailed, waited             atomic.Uint64
+	tokensClamped, tokensForeign                                   atomic.Uint64
 }
 
 // The method set that sqlc generates for pgx/v5 (DBTX, with CopyFrom and
@@ -222,10 +228,20 @@ func open(ctx context.Context, specs []nodeSpec, cfg *Config) (*DB, error) {
 		}
 	}
 
+	var system uint64
+	var blockSize int64
+	if err := nodes[0].Pool.QueryRow(ctx, "SELECT system_identifier, current_setting('wal_block_size')::int8 FROM pg_control_system()").Scan(&system, &blockSize); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("%w: primary %s: %s", ErrUnreachable, nodes[0].Name, redact(err.Error(), specs[0].config.ConnString()))
+	}
 	db := &DB{
-		cluster:    topology.NewCluster("default", nodes),
-		classifier: classify.New(cfg.WriteFunctions, 0),
-		log:        log,
+		cluster:      topology.NewCluster("default", nodes),
+		classifier:   classify.New(cfg.WriteFunctions, 0),
+		log:          log,
+		global:       &session{},
+		wait:         cfg.ReplicaWait,
+		system:       systemHash(system),
+		walBlockSize: uint64(blockSize),
 	}
 	db.monitor = topology.StartMonitor(db.cluster, configs, interval, log)
 	return db, nil
@@ -251,67 +267,3 @@ func (db *DB) Ping(ctx context.Context) error {
 	}
 	return db.cluster.Primary().Pool.Ping(ctx)
 }
-
-// route picks the node for a statement outside a transaction: the primary
-// unless it is a pure read and the context allows a replica, then a healthy
-// replica chosen by the balancer, else the primary.
-func (db *DB) route(ctx context.Context, read bool) *topology.Node {
-	switch {
-	case optsFrom(ctx).primary:
-		db.routes.forced.Add(1)
-		return db.cluster.Primary()
-	case !read:
-		db.routes.write.Add(1)
-		return db.cluster.Primary()
-	}
-	return db.replicaOrPrimary()
-}
-
-func (db *DB) replicaOrPrimary() *topology.Node {
-	if n := db.cluster.PickReplica(0); n != nil {
-		db.routes.replica.Add(1)
-		return n
-	}
-	db.routes.noHealthyReplica.Add(1)
-	return db.cluster.Primary()
-}
-
-// maxAttempts bounds how often one statement is tried: the first node and
-// then each other node once, plus one for a stale pooled connection.
-func (db *DB) maxAttempts() int { return len(db.cluster.Nodes) + 1 }
-
-// retryTarget decides, after a statement failed on n with err before any
-// row reached the caller, where to run it again, or nil to return err.
-// A read is retried on another healthy replica, else on the primary. A
-// write is sent again only if it provably never left this process.
-func (db *DB) retryTarget(ctx context.Context, n *topology.Node, read bool, err error, attempt int) *topology.Node {
-	if ctx.Err() != nil || attempt+1 >= db.maxAttempts() {
-		return nil
-	}
-	down := pgerr.NodeDown(err)
-	if down && n.MarkDown(time.Now()) {
-		db.log.Warn("switchyard: node down", "node", n.Name, "role", n.Role().String(), "err", err)
-	}
-	primary := db.cluster.Primary()
-	if n == primary || !read {
-		// The pool was just reset: a connection that died while idle is
-		// gone, and a statement that never went out may try once more.
-		if attempt == 0 && pgconn.SafeToRetry(err) {
-			return primary
-		}
-		return nil
-	}
-	if !pgerr.RetryReadElsewhere(err) {
-		return nil
-	}
-	db.routes.retried.Add(1)
-	if !down {
-		// The statement wrote (25006) or a recovery conflict canceled it:
-		// the primary has neither problem.
-		return primary
-	}
-	return db.replicaOrPrimary()
-}
-
-// classify tells whether sql is a pure read.
-func (db *DB) isRead(sql string) bool { return db.classifier.Classify(sql).ReplicaSafe() }

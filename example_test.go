@@ -42,7 +42,8 @@ func ExampleOpen() {
 	defer db.Close()
 
 	// Writes (and DDL) go to the primary.
-	if _, err := db.Exec(ctx, "CREATE TABLE IF NOT EXISTS open_notes (body text NOT NULL)"); err != nil {
+	_, err = db.Exec(ctx, "DROP TABLE IF EXISTS open_notes; CREATE TABLE open_notes (body text NOT NULL)")
+	if err != nil {
 		log.Fatal(err)
 	}
 	tag, err := db.Exec(ctx, "INSERT INTO open_notes (body) VALUES ($1)", "hello")
@@ -51,15 +52,26 @@ func ExampleOpen() {
 	}
 	fmt.Println(tag)
 
-	// A pure read goes to a replica.
-	var onReplica bool
-	if err := db.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&onReplica); err != nil {
+	// A read sees every write made before it through db: right after a
+	// write no replica can have it yet, so this read goes to the primary
+	// (and learns the write's WAL position on the way).
+	var body string
+	if err := db.QueryRow(ctx, "SELECT body FROM open_notes").Scan(&body); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("read served by a replica:", onReplica)
+	fmt.Println("read your write:", body)
+
+	// A session (one per request, user or job) needs only its own writes:
+	// a session that wrote nothing reads from a replica.
+	var onReplica bool
+	if err := db.QueryRow(switchyard.WithSession(ctx), "SELECT pg_is_in_recovery()").Scan(&onReplica); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("new session's read served by a replica:", onReplica)
 	// Output:
 	// INSERT 0 1
-	// read served by a replica: true
+	// read your write: hello
+	// new session's read served by a replica: true
 }
 
 func ExampleDB_Atomic() {
@@ -93,9 +105,9 @@ func ExampleDB_Atomic() {
 	err = transfer("alice", "bob", 500) // alice would go below zero: rolled back
 	fmt.Println("transfer 500 failed:", err != nil)
 
-	// Read the balances from the primary: a replica may not have replayed
-	// the transfer yet.
-	rows, err := db.Query(switchyard.Primary(ctx), "SELECT name, balance FROM atomic_accounts ORDER BY name")
+	// The read sees the committed transfer: no replica is read from until
+	// it has replayed it.
+	rows, err := db.Query(ctx, "SELECT name, balance FROM atomic_accounts ORDER BY name")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -141,15 +153,16 @@ func ExamplePrimary() {
 	}
 	fmt.Println(status, "- read served by a replica:", onReplica)
 
-	// Without it, the same read goes to a replica.
-	err = db.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&onReplica)
+	// Without it, a read in a session that has not written goes to a
+	// replica.
+	err = db.QueryRow(switchyard.WithSession(ctx), "SELECT pg_is_in_recovery()").Scan(&onReplica)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("without Primary, read served by a replica:", onReplica)
+	fmt.Println("without Primary, new session's read served by a replica:", onReplica)
 	// Output:
 	// paid - read served by a replica: false
-	// without Primary, read served by a replica: true
+	// without Primary, new session's read served by a replica: true
 }
 
 func ExampleConnect() {

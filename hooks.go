@@ -20,6 +20,3 @@ func init() {
 	}
 	hooks.MarkWritten = func(db any, ctx context.Context) { db.(*DB).markWritten(ctx) }
 }
-
-// markWritten is filled in by the consistency layer.
-func (db *DB) markWritten(ctx context.Context) {}

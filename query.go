@@ -8,29 +8,151 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/switchyard-db/switchyard/internal/lsn"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
+// captureSQL reads the primary's insert position in the round trip of a
+// read that follows a write (see session).
+const captureSQL = "SELECT pg_current_wal_insert_lsn()::text"
+
+// checkSQL proves a replica has replayed a position, in the round trip of
+// the read that needs it.
+const checkSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
+
+// hasOptions reports whether args start with one of pgx's per-query
+// options (an exec mode, result formats, a rewriter), which a batch cannot
+// carry; such a read goes without capture or check.
+func hasOptions(args []any) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0].(type) {
+	case pgx.QueryExecMode, pgx.QueryResultFormats, pgx.QueryResultFormatsByOID, pgx.QueryRewriter:
+		return true
+	}
+	return false
+}
+
 // Exec runs sql on the node routing picks: the primary for anything that is
-// not provably a pure read, a replica otherwise. A read that fails because
-// its replica died is run again elsewhere without the caller seeing it.
+// not provably a pure read, else a replica fresh enough for the context's
+// session (see WithSession). A read that fails because its replica died is
+// run again elsewhere without the caller seeing it.
 func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if db.closed.Load() {
 		return pgconn.CommandTag{}, ErrClosed
 	}
-	read := db.isRead(sql)
-	n := db.route(ctx, read)
+	if !db.isRead(sql) {
+		n := db.routeWrite(ctx)
+		sess := db.writeStarted(ctx)
+		defer db.writeDone(sess)
+		for attempt := 0; ; attempt++ {
+			n.Start()
+			tag, err := n.Pool.Exec(ctx, sql, args...)
+			n.Done(err != nil)
+			if err == nil {
+				return tag, nil
+			}
+			if again, _ := db.retry(ctx, n, false, err, attempt); !again {
+				return tag, err
+			}
+			n = db.cluster.Primary()
+		}
+	}
+	t := db.routeRead(ctx)
+	if hasOptions(args) {
+		t = db.plain(t)
+	}
 	for attempt := 0; ; attempt++ {
-		n.Start()
-		tag, err := n.Pool.Exec(ctx, sql, args...)
-		n.Done(err != nil)
+		tag, err := db.execRead(ctx, &t, sql, args)
 		if err == nil {
 			return tag, nil
 		}
-		if n = db.retryTarget(ctx, n, read, err, attempt); n == nil {
+		if t = db.retryRead(ctx, t, err, attempt, args); t.node == nil {
 			return tag, err
 		}
 	}
+}
+
+// retryRead returns where to run a failed read again, or a target with no
+// node to give up.
+func (db *DB) retryRead(ctx context.Context, t target, err error, attempt int, args []any) target {
+	again, toPrimary := db.retry(ctx, t.node, true, err, attempt)
+	switch {
+	case !again:
+		return target{}
+	case toPrimary:
+		return target{node: db.cluster.Primary()}
+	}
+	t = db.routeRead(ctx)
+	if hasOptions(args) {
+		t = db.plain(t)
+	}
+	return t
+}
+
+func (db *DB) execRead(ctx context.Context, t *target, sql string, args []any) (pgconn.CommandTag, error) {
+	n := t.node
+	n.Start()
+	if t.capture || t.check != 0 {
+		br, fresh, err := db.sendWithPrefix(ctx, t, sql, args)
+		if err == nil && !fresh {
+			br.Close()
+			n.Done(false)
+			*t = target{node: db.cluster.Primary()}
+			return db.execRead(ctx, t, sql, args)
+		}
+		var tag pgconn.CommandTag
+		if err == nil {
+			tag, err = br.Exec()
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		n.Done(err != nil)
+		if err == nil {
+			db.servedBy(t)
+		}
+		return tag, err
+	}
+	tag, err := n.Pool.Exec(ctx, sql, args...)
+	n.Done(err != nil)
+	if err == nil {
+		db.servedBy(t)
+	}
+	return tag, err
+}
+
+// sendWithPrefix sends sql in one batch behind the capture or the check of
+// t and reads that first result. fresh is false when a check failed.
+func (db *DB) sendWithPrefix(ctx context.Context, t *target, sql string, args []any) (br pgx.BatchResults, fresh bool, err error) {
+	b := &pgx.Batch{}
+	if t.capture {
+		b.Queue(captureSQL)
+	} else {
+		b.Queue(checkSQL, t.check.String())
+	}
+	b.Queue(sql, args...)
+	br = t.node.Pool.SendBatch(ctx, b)
+	if t.capture {
+		var text string
+		if err = br.QueryRow().Scan(&text); err != nil {
+			br.Close()
+			return nil, false, err
+		}
+		if l, perr := lsn.Parse(text); perr == nil {
+			db.captured(t, l)
+		}
+		return br, true, nil
+	}
+	if err = br.QueryRow().Scan(&fresh); err != nil {
+		br.Close()
+		return nil, false, err
+	}
+	if !fresh {
+		db.routes.checkFailed.Add(1)
+	}
+	return br, fresh, nil
 }
 
 // Query runs sql as Exec routes it and returns its rows. For a read, Query
@@ -41,32 +163,79 @@ func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 	if db.closed.Load() {
 		return errRows(ErrClosed), ErrClosed
 	}
-	read := db.isRead(sql)
-	n := db.route(ctx, read)
-	for attempt := 0; ; attempt++ {
-		n.Start()
-		inner, err := n.Pool.Query(ctx, sql, args...)
-		if err == nil {
-			r := &rows{Rows: inner, node: n}
-			if !read {
-				return r, nil
+	if !db.isRead(sql) {
+		n := db.routeWrite(ctx)
+		sess := db.writeStarted(ctx)
+		for attempt := 0; ; attempt++ {
+			n.Start()
+			inner, err := n.Pool.Query(ctx, sql, args...)
+			if err == nil {
+				// The write is done when its rows are.
+				return &rows{Rows: inner, node: n, db: db, wrote: true, sess: sess}, nil
 			}
-			if inner.Next() {
-				r.peeked = true
-				return r, nil
+			n.Done(true)
+			if again, _ := db.retry(ctx, n, false, err, attempt); !again {
+				db.writeDone(sess)
+				return errRows(err), err
 			}
-			if err = inner.Err(); err == nil {
-				r.finish() // an empty result
-				return r, nil
-			}
+			n = db.cluster.Primary()
 		}
-		n.Done(true)
-		next := db.retryTarget(ctx, n, read, err, attempt)
-		if next == nil {
+	}
+	t := db.routeRead(ctx)
+	if hasOptions(args) {
+		t = db.plain(t)
+	}
+	for attempt := 0; ; attempt++ {
+		r, err := db.queryRead(ctx, &t, sql, args)
+		if err == nil {
+			return r, nil
+		}
+		if t = db.retryRead(ctx, t, err, attempt, args); t.node == nil {
 			return errRows(err), err
 		}
-		n = next
 	}
+}
+
+func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) (pgx.Rows, error) {
+	n := t.node
+	n.Start()
+	var (
+		br    pgx.BatchResults
+		inner pgx.Rows
+		err   error
+	)
+	if t.capture || t.check != 0 {
+		var fresh bool
+		if br, fresh, err = db.sendWithPrefix(ctx, t, sql, args); err == nil {
+			if !fresh {
+				br.Close()
+				n.Done(false)
+				*t = target{node: db.cluster.Primary()}
+				return db.queryRead(ctx, t, sql, args)
+			}
+			inner, err = br.Query()
+		}
+	} else {
+		inner, err = n.Pool.Query(ctx, sql, args...)
+	}
+	if err == nil {
+		r := &rows{Rows: inner, node: n, batch: br}
+		if inner.Next() {
+			r.peeked = true
+			db.servedBy(t)
+			return r, nil
+		}
+		if err = inner.Err(); err == nil {
+			r.finish() // an empty result
+			db.servedBy(t)
+			return r, nil
+		}
+	}
+	if br != nil {
+		br.Close()
+	}
+	n.Done(true)
+	return nil, err
 }
 
 // QueryRow runs sql as Query does and returns its first row.
@@ -80,17 +249,19 @@ func (db *DB) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnName
 	if db.closed.Load() {
 		return 0, ErrClosed
 	}
-	n := db.route(ctx, false)
+	n := db.routeWrite(ctx)
+	sess := db.writeStarted(ctx)
+	defer db.writeDone(sess)
 	n.Start()
 	count, err := n.Pool.CopyFrom(ctx, tableName, columnNames, rowSrc)
 	n.Done(err != nil)
 	return count, err
 }
 
-// SendBatch sends every statement of b in one round trip: to a replica if
-// all of them are pure reads, else to the primary. A read-only batch whose
-// replica died before its first result reached the caller is sent again
-// elsewhere.
+// SendBatch sends every statement of b in one round trip: to a replica
+// fresh enough for the session if all of them are pure reads, else to the
+// primary. A read-only batch whose replica died before its first result
+// reached the caller is sent again elsewhere.
 func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if db.closed.Load() {
 		return &batchResults{err: ErrClosed}
@@ -102,16 +273,28 @@ func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 			break
 		}
 	}
-	n := db.route(ctx, read)
-	n.Start()
-	return &batchResults{db: db, ctx: ctx, batch: b, read: read, node: n, inner: n.Pool.SendBatch(ctx, b)}
+	res := &batchResults{db: db, ctx: ctx, batch: b, read: read}
+	if read {
+		res.target = db.plain(db.routeRead(ctx))
+	} else {
+		res.target = target{node: db.routeWrite(ctx)}
+		res.sess, res.wrote = db.writeStarted(ctx), true
+	}
+	res.target.node.Start()
+	res.inner = res.target.node.Pool.SendBatch(ctx, b)
+	return res
 }
 
-// rows wraps a pool's rows to keep the node's in-flight count and, for a
-// read, to hand back the first row that Query already read.
+// rows wraps a pool's rows: it keeps the node's in-flight count, hands back
+// the first row that Query already read, closes the batch a read was sent
+// in, and ends the write it belongs to.
 type rows struct {
 	pgx.Rows
 	node     *topology.Node
+	batch    pgx.BatchResults // the batch the rows came in, if any
+	db       *DB
+	sess     *session // for a write: the session it dirtied
+	wrote    bool
 	peeked   bool // Next has been called once by Query and returned true
 	finished bool
 }
@@ -134,11 +317,21 @@ func (r *rows) Close() {
 }
 
 func (r *rows) finish() {
-	if !r.finished {
-		r.finished = true
-		if r.node != nil {
-			r.node.Done(r.Rows.Err() != nil)
+	if r.finished {
+		return
+	}
+	r.finished = true
+	failed := r.Rows.Err() != nil
+	if r.batch != nil {
+		if err := r.batch.Close(); err != nil {
+			failed = true
 		}
+	}
+	if r.node != nil {
+		r.node.Done(failed)
+	}
+	if r.wrote {
+		r.db.writeDone(r.sess)
 	}
 }
 
@@ -189,16 +382,18 @@ func (r *row) Scan(dest ...any) error {
 }
 
 // batchResults wraps a pool's batch results: it keeps the node's in-flight
-// count, and re-sends a read-only batch elsewhere if its node failed before
-// the first result reached the caller.
+// count, ends the write the batch belongs to, and re-sends a read-only batch
+// elsewhere if its node failed before the first result reached the caller.
 type batchResults struct {
 	db      *DB
 	ctx     context.Context
 	batch   *pgx.Batch
 	read    bool
-	node    *topology.Node
+	target  target
 	inner   pgx.BatchResults
-	used    bool // a result reached the caller: no more retries
+	sess    *session // for a batch that writes: the session it dirtied
+	wrote   bool
+	served  bool // a result reached the caller: no more retries
 	attempt int
 	failed  bool
 	closed  bool
@@ -207,20 +402,29 @@ type batchResults struct {
 
 // retry moves the batch to another node after err, if it may.
 func (b *batchResults) retry(err error) bool {
-	if b.used || !b.read {
+	if b.served || !b.read {
 		return false
 	}
-	next := b.db.retryTarget(b.ctx, b.node, true, err, b.attempt)
-	if next == nil {
+	t := b.db.retryRead(b.ctx, b.target, err, b.attempt, nil)
+	if t.node == nil {
 		return false
 	}
 	b.inner.Close()
-	b.node.Done(true)
+	b.target.node.Done(true)
 	b.attempt++
-	b.node = next
-	next.Start()
-	b.inner = next.Pool.SendBatch(b.ctx, b.batch)
+	b.target = b.db.plain(t)
+	b.target.node.Start()
+	b.inner = b.target.node.Pool.SendBatch(b.ctx, b.batch)
 	return true
+}
+
+// serve records that a result reached the caller.
+func (b *batchResults) serve(err error) {
+	if !b.served && err == nil && b.read {
+		b.db.servedBy(&b.target)
+	}
+	b.served = true
+	b.failed = b.failed || err != nil
 }
 
 func (b *batchResults) Exec() (pgconn.CommandTag, error) {
@@ -232,8 +436,7 @@ func (b *batchResults) Exec() (pgconn.CommandTag, error) {
 		if err != nil && b.retry(err) {
 			continue
 		}
-		b.used = true
-		b.failed = b.failed || err != nil
+		b.serve(err)
 		return tag, err
 	}
 }
@@ -244,24 +447,22 @@ func (b *batchResults) Query() (pgx.Rows, error) {
 	}
 	for {
 		r, err := b.inner.Query()
-		if err == nil && !b.used && b.read {
+		if err == nil && !b.served && b.read {
 			// Peek, as Query does, so that a dead node shows before any
 			// row reaches the caller.
 			if r.Next() {
-				b.used = true
+				b.serve(nil)
 				return &rows{Rows: r, peeked: true}, nil
 			}
-			err = r.Err()
-			if err == nil {
-				b.used = true
+			if err = r.Err(); err == nil {
+				b.serve(nil)
 				return &rows{Rows: r, finished: true}, nil
 			}
 		}
 		if err != nil && b.retry(err) {
 			continue
 		}
-		b.used = true
-		b.failed = b.failed || err != nil
+		b.serve(err)
 		return r, err
 	}
 }
@@ -278,7 +479,10 @@ func (b *batchResults) Close() error {
 	err := b.inner.Close()
 	if !b.closed {
 		b.closed = true
-		b.node.Done(b.failed || err != nil)
+		b.target.node.Done(b.failed || err != nil)
+		if b.wrote {
+			b.db.writeDone(b.sess)
+		}
 	}
 	return err
 }

@@ -111,7 +111,8 @@ func TestRouting(t *testing.T) {
 		{"comment before write", "/* SELECT */ INSERT INTO items (v) VALUES (2) RETURNING " + who, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := answeredBy(t, db, ctx, tc.sql)
+			// A new session: earlier cases' writes need not be seen.
+			got := answeredBy(t, db, switchyard.WithSession(ctx), tc.sql)
 			if got.inRecovery != tc.replica {
 				t.Errorf("%s\nran on the %s (port %d)", tc.sql, got, got.port)
 			}
@@ -232,8 +233,9 @@ func TestTransactionsStayOnOneConnection(t *testing.T) {
 		t.Errorf("Rollback after Commit: %v", err)
 	}
 
-	// A read-only transaction runs on a replica, in one snapshot.
-	ro, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	// A read-only transaction runs on a replica, in one snapshot (in a new
+	// session: this one just wrote, so only the primary would do).
+	ro, err := db.BeginTx(switchyard.WithSession(ctx), pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +362,7 @@ func TestAtomic(t *testing.T) {
 
 	var rec bool
 	var iso string
-	if err := db.Atomic(ctx, func(tx pgx.Tx) error {
+	if err := db.Atomic(switchyard.WithSession(ctx), func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_setting('transaction_isolation')").Scan(&rec, &iso)
 	}, switchyard.ReadOnly()); err != nil {
 		t.Fatal(err)
@@ -383,7 +385,7 @@ func TestBalancingFollowsWeights(t *testing.T) {
 	counts := map[int32]int{}
 	for i := 0; i < 400; i++ {
 		var port int32
-		if err := db.QueryRow(ctx, "SELECT inet_server_port()").Scan(&port); err != nil {
+		if err := db.QueryRow(switchyard.WithSession(ctx), "SELECT inet_server_port()").Scan(&port); err != nil {
 			t.Fatal(err)
 		}
 		counts[port]++

@@ -31,11 +31,30 @@ type Stats struct {
 	Routes RouteStats
 }
 
-// RouteStats counts routing decisions since Open. A statement retried on
-// another node counts once here, and once in Retried.
+// RouteStats counts routing decisions since Open. A read run again after a
+// failure is counted again, where it went, and once in Retried.
 type RouteStats struct {
-	// Replica counts reads served by a replica.
+	// Replica counts reads sent to a replica known to be fresh enough.
 	Replica uint64
+	// AfterWrite counts reads sent to the primary because their session
+	// had written since its position was last taken (the read also takes it,
+	// in the same round trip).
+	AfterWrite uint64
+	// NotFresh counts reads sent to the primary because no healthy replica
+	// had replayed their session's position.
+	NotFresh uint64
+	// Checked counts reads sent to a replica whose polled position was
+	// older than the session's, with a freshness check in the same round
+	// trip; CheckFailed counts those the check sent on to the primary.
+	Checked, CheckFailed uint64
+	// Waited counts reads that waited (Config.ReplicaWait) for a replica to
+	// catch up and got one.
+	Waited uint64
+	// TokensClamped counts session tokens that were ahead of the primary
+	// (forged, or from a lost timeline) and were clamped to its position.
+	TokensClamped uint64
+	// TokensForeign counts session tokens from another cluster, ignored.
+	TokensForeign uint64
 	// Forced counts statements sent to the primary because their context
 	// came from Primary.
 	Forced uint64
@@ -47,7 +66,7 @@ type RouteStats struct {
 	// and read-only ones that could not start on a replica).
 	Transaction uint64
 	// NoHealthyReplica counts reads sent to the primary because no replica
-	// was healthy.
+	// was healthy (or there are none).
 	NoHealthyReplica uint64
 	// Retried counts reads run again on another node because the first one
 	// failed (the replica died, or the statement turned out to write) before
@@ -87,6 +106,13 @@ func (db *DB) Stats() Stats {
 		Transaction:      db.routes.transaction.Load(),
 		NoHealthyReplica: db.routes.noHealthyReplica.Load(),
 		Retried:          db.routes.retried.Load(),
+		AfterWrite:       db.routes.afterWrite.Load(),
+		NotFresh:         db.routes.notFresh.Load(),
+		Checked:          db.routes.checked.Load(),
+		CheckFailed:      db.routes.checkFailed.Load(),
+		Waited:           db.routes.waited.Load(),
+		TokensClamped:    db.routes.tokensClamped.Load(),
+		TokensForeign:    db.routes.tokensForeign.Load(),
 	}}
 	primary := db.cluster.Primary()
 	for _, n := range db.cluster.Nodes {

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
 // Begin starts a read-write transaction on the primary.
@@ -17,10 +15,11 @@ func (db *DB) Begin(ctx context.Context) (pgx.Tx, error) {
 // BeginTx starts a transaction. Every statement of a transaction runs on
 // the connection it began on: a transaction is never split across servers.
 // A read-write transaction begins on the primary. A read-only one
-// (AccessMode pgx.ReadOnly) begins on a replica, as REPEATABLE READ unless
-// another level is given, so that all its reads see one snapshot; with
-// Serializable (which standbys do not offer) or a Primary context it begins
-// on the primary.
+// (AccessMode pgx.ReadOnly) begins on a replica that has replayed its
+// session's position (see WithSession), as REPEATABLE READ unless another
+// level is given, so that all its reads see one snapshot; with
+// Serializable (which standbys do not offer), a Primary context, or no fresh
+// replica, it begins on the primary.
 func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
@@ -29,38 +28,57 @@ func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	if readOnly && opts.IsoLevel == "" {
 		opts.IsoLevel = pgx.RepeatableRead
 	}
-	onReplica := readOnly && opts.IsoLevel != pgx.Serializable && !optsFrom(ctx).primary
-	var n *topology.Node
-	if onReplica {
-		n = db.replicaOrPrimary()
+	var t target
+	if readOnly && opts.IsoLevel != pgx.Serializable {
+		t = db.plain(db.routeRead(ctx))
 	} else {
 		db.routes.transaction.Add(1)
-		n = db.cluster.Primary()
+		t = target{node: db.cluster.Primary()}
 	}
 	for attempt := 0; ; attempt++ {
-		n.Start()
-		inner, err := n.Pool.BeginTx(ctx, opts)
+		t.node.Start()
+		inner, err := t.node.Pool.BeginTx(ctx, opts)
 		if err == nil {
-			return &tx{Tx: inner, node: n}, nil
+			return &tx{Tx: inner, db: db, target: t, readOnly: readOnly, sess: optsFrom(ctx).session}, nil
 		}
-		n.Done(true)
-		if n = db.retryTarget(ctx, n, onReplica, err, attempt); n == nil {
+		t.node.Done(true)
+		if !readOnly {
+			if again, _ := db.retry(ctx, t.node, false, err, attempt); !again {
+				return nil, err
+			}
+			continue
+		}
+		if t = db.retryRead(ctx, t, err, attempt, nil); t.node == nil {
 			return nil, err
 		}
+		t = db.plain(t)
 	}
 }
 
 // tx is a transaction on one node's connection; pgx's own transaction does
-// the work, tx keeps the node's counts.
+// the work, tx keeps the node's counts and the session's position: a
+// committed read-write transaction is a write, a read-only one on a replica
+// a read.
 type tx struct {
 	pgx.Tx
-	node     *topology.Node
+	db       *DB
+	target   target
+	sess     *session
+	readOnly bool
 	finished bool
 }
 
 var _ pgx.Tx = (*tx)(nil)
 
 func (t *tx) Commit(ctx context.Context) error {
+	if t.finished {
+		return t.Tx.Commit(ctx)
+	}
+	var sess *session
+	if !t.readOnly {
+		sess = t.db.writeStartedFor(t.sess)
+		defer t.db.writeDone(sess)
+	}
 	err := t.Tx.Commit(ctx)
 	t.finish(err)
 	return err
@@ -73,9 +91,13 @@ func (t *tx) Rollback(ctx context.Context) error {
 }
 
 func (t *tx) finish(err error) {
-	if !t.finished {
-		t.finished = true
-		t.node.Done(err != nil)
+	if t.finished {
+		return
+	}
+	t.finished = true
+	t.target.node.Done(err != nil)
+	if t.readOnly && err == nil {
+		t.db.servedBy(&t.target)
 	}
 }
 

@@ -2,7 +2,9 @@ package topology
 
 import (
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchyard-db/switchyard/internal/lsn"
 )
@@ -18,13 +20,77 @@ type Cluster struct {
 	Nodes []*Node
 
 	primary atomic.Pointer[Node]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when a position rises
+	history []sample      // the primary's insert position over time, a ring
+	next    int
 }
+
+// sample is the primary's insert position at a time (unix nanoseconds).
+type sample struct {
+	at  int64
+	pos lsn.LSN
+}
+
+// historySize bounds the primary's position history: at the default 25ms
+// interval, about 100 s of it.
+const historySize = 4096
 
 // NewCluster makes a cluster whose primary is nodes[0].
 func NewCluster(name string, nodes []*Node) *Cluster {
-	c := &Cluster{Name: name, Nodes: nodes}
+	c := &Cluster{Name: name, Nodes: nodes, changed: make(chan struct{})}
 	c.primary.Store(nodes[0])
 	return c
+}
+
+// Changed returns a channel that is closed the next time the monitor sees a
+// node's position rise.
+func (c *Cluster) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+func (c *Cluster) notify() {
+	c.mu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// recordPrimary remembers the primary's insert position at a time.
+func (c *Cluster) recordPrimary(pos lsn.LSN, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.history) < historySize {
+		c.history = append(c.history, sample{at.UnixNano(), pos})
+		return
+	}
+	c.history[c.next] = sample{at.UnixNano(), pos}
+	c.next = (c.next + 1) % historySize
+}
+
+// PrimaryPositionSince returns the primary's insert position as first
+// polled at or after t: everything committed by t is at or before it (a
+// conservative bound for "data at most d old"). With no such sample it
+// returns the newest one; with none at all, 0.
+func (c *Cluster) PrimaryPositionSince(t time.Time) lsn.LSN {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.history) == 0 {
+		return 0
+	}
+	want := t.UnixNano()
+	newest := (c.next - 1 + len(c.history)) % len(c.history)
+	best := c.history[newest]
+	for i := range c.history {
+		s := c.history[i]
+		if s.at >= want && s.at < best.at {
+			best = s
+		}
+	}
+	return best.pos
 }
 
 // Primary is the node that currently takes writes.

@@ -43,8 +43,13 @@ func (m *Monitor) Close() {
 	m.wg.Wait()
 }
 
+// pollSQL asks a node what it is and how far it has got. On a primary the
+// timeline is read off the name of the WAL file being written (its first
+// eight hex digits).
 const pollSQL = `SELECT pg_is_in_recovery(),
-	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text`
+	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text,
+	CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int8 END,
+	current_setting('default_transaction_isolation') = 'read committed'`
 
 func (m *Monitor) watch(ctx context.Context, n *Node) {
 	defer m.wg.Done()
@@ -85,15 +90,28 @@ func (m *Monitor) poll(ctx context.Context, n *Node, conn **pgx.Conn, timeout ti
 		}
 		*conn = c
 	}
-	var inRecovery bool
+	var inRecovery, readCommitted bool
 	var pos *string
-	if err := (*conn).QueryRow(ctx, pollSQL, pgx.QueryExecModeSimpleProtocol).Scan(&inRecovery, &pos); err != nil {
+	var timeline int64
+	sent := time.Now()
+	if err := (*conn).QueryRow(ctx, pollSQL, pgx.QueryExecModeSimpleProtocol).Scan(&inRecovery, &pos, &timeline, &readCommitted); err != nil {
 		return err
 	}
 	now := time.Now()
+	n.checkSafe.Store(readCommitted)
 	if pos != nil {
 		if l, err := lsn.Parse(*pos); err == nil {
-			n.SetPosition(l, now)
+			before := n.Position()
+			n.SetPosition(l, sent)
+			if !inRecovery {
+				n.timeline.Store(uint32(timeline))
+				if n == m.cluster.Primary() {
+					m.cluster.recordPrimary(l, sent)
+				}
+			}
+			if l > before {
+				m.cluster.notify()
+			}
 		}
 	}
 	switch role := n.Role(); {

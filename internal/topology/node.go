@@ -62,8 +62,10 @@ type Node struct {
 	routed   atomic.Uint64
 	errors   atomic.Uint64
 
-	position atomic.Uint64 // replay LSN of a replica, insert LSN of a primary, as last polled
-	polled   atomic.Int64  // unix nanoseconds of the last successful poll
+	position  atomic.Uint64 // replay LSN of a replica, insert LSN of a primary, as last polled
+	polled    atomic.Int64  // unix nanoseconds at which the last successful poll was sent
+	checkSafe atomic.Bool   // default isolation is READ COMMITTED: a freshness check may share a round trip with the read
+	timeline  atomic.Uint32 // a primary's timeline, as last polled
 }
 
 // NewNode makes a node with the configured role and a weight (1 or more)
@@ -151,16 +153,30 @@ func (n *Node) MarkUp(now time.Time) bool {
 // replica, the insert LSN of a primary.
 func (n *Node) Position() lsn.LSN { return lsn.LSN(n.position.Load()) }
 
-// SetPosition records a polled position; positions never move back.
-func (n *Node) SetPosition(l lsn.LSN, at time.Time) {
+// SetPosition records a position polled by a query sent at sent; positions
+// never move back.
+func (n *Node) SetPosition(l lsn.LSN, sent time.Time) {
 	for {
 		old := n.position.Load()
 		if uint64(l) <= old || n.position.CompareAndSwap(old, uint64(l)) {
 			break
 		}
 	}
-	n.polled.Store(at.UnixNano())
+	n.polled.Store(sent.UnixNano())
 }
+
+// PolledAt is when the query behind Position was sent. The position is at
+// least what the node had replayed at that moment: a read that finished
+// before then saw no more than Position.
+func (n *Node) PolledAt() int64 { return n.polled.Load() }
+
+// CheckSafe reports whether the node's default isolation is READ
+// COMMITTED, so that a freshness check sent ahead of a read in the same
+// round trip runs in an earlier snapshot than the read.
+func (n *Node) CheckSafe() bool { return n.checkSafe.Load() }
+
+// Timeline is the primary's timeline as last polled (0 if unknown).
+func (n *Node) Timeline() uint32 { return n.timeline.Load() }
 
 // ResetPosition forgets the position, for a node that changed timeline.
 func (n *Node) ResetPosition() { n.position.Store(0) }

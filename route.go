@@ -1,0 +1,218 @@
+package switchyard
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/pgerr"
+	"github.com/switchyard-db/switchyard/internal/topology"
+)
+
+// target is where a statement goes and what it carries in its round trip.
+type target struct {
+	node *topology.Node
+	sess *session // the session a replica read advances (nil: none)
+
+	// capture: on the primary, read pg_current_wal_insert_lsn() first, in
+	// the same round trip, and make it the session's position; seen and
+	// seenGlobal are the session's and the DB's finished writes when the
+	// capture was planned, which the position then covers.
+	capture          bool
+	seen, seenGlobal uint64
+
+	// check: on a replica whose polled position predates the session's,
+	// verify pg_last_wal_replay_lsn() >= check first, in the same round
+	// trip, and run the read on the primary if it is not.
+	check lsn.LSN
+}
+
+// plain drops the extras of a target, for paths that cannot carry them (a
+// batch, a transaction): a capture becomes a plain primary read (the
+// session stays dirty), a checked replica read goes to the primary.
+func (db *DB) plain(t target) target {
+	if t.check != 0 {
+		return target{node: db.cluster.Primary()}
+	}
+	t.capture = false
+	return t
+}
+
+// route picks the node for a statement outside a transaction that is not a
+// pure read: the primary.
+func (db *DB) routeWrite(ctx context.Context) *topology.Node {
+	if optsFrom(ctx).primary {
+		db.routes.forced.Add(1)
+	} else {
+		db.routes.write.Add(1)
+	}
+	return db.cluster.Primary()
+}
+
+// routeRead picks where a pure read goes (DESIGN.md section 1): the primary
+// if the context forces it; with MaxStaleness, a replica no more than that
+// far behind; if the session wrote since its position was last taken, the
+// primary with a capture of that position; else a healthy replica that has
+// replayed the session's position, or (if its cached position is merely
+// older than the session's) one that will prove it has, in the same round
+// trip; else, after an optional bounded wait, the primary.
+func (db *DB) routeRead(ctx context.Context) target {
+	o := optsFrom(ctx)
+	primary := db.cluster.Primary()
+	if o.primary {
+		db.routes.forced.Add(1)
+		return target{node: primary}
+	}
+	if o.maxStaleness > 0 {
+		min := db.cluster.PrimaryPositionSince(time.Now().Add(-o.maxStaleness))
+		if n := db.cluster.PickReplica(min); n != nil {
+			db.routes.replica.Add(1)
+			return target{node: n}
+		}
+		return db.toPrimary()
+	}
+
+	s := o.session
+	if s == nil {
+		s = db.global
+	}
+	db.adopt(s)
+	if s.dirty() {
+		db.routes.afterWrite.Add(1)
+		return target{node: primary, sess: s, capture: true, seen: s.writes.Load(), seenGlobal: db.global.writes.Load()}
+	}
+	now := time.Now().UnixNano()
+	if pin := s.pinned(now); pin != nil {
+		if pin.Healthy() && pin != primary {
+			db.routes.replica.Add(1)
+			return target{node: pin, sess: s}
+		}
+		db.routes.notFresh.Add(1)
+		return target{node: primary}
+	}
+	need := lsn.LSN(s.lsn.Load())
+	if n := db.cluster.PickReplica(need); n != nil {
+		db.routes.replica.Add(1)
+		return target{node: n, sess: s}
+	}
+	if n := db.cluster.PickReplica(0); n != nil && n.CheckSafe() && n.PolledAt() < s.lsnAt.Load() {
+		db.routes.checked.Add(1)
+		return target{node: n, sess: s, check: need}
+	}
+	if db.wait > 0 {
+		if n := db.waitForReplica(ctx, need); n != nil {
+			db.routes.replica.Add(1)
+			db.routes.waited.Add(1)
+			return target{node: n, sess: s}
+		}
+	}
+	return db.toPrimary()
+}
+
+// toPrimary counts why a read that could have gone to a replica did not.
+func (db *DB) toPrimary() target {
+	if _, healthy := db.cluster.Replicas(); healthy == 0 {
+		db.routes.noHealthyReplica.Add(1)
+	} else {
+		db.routes.notFresh.Add(1)
+	}
+	return target{node: db.cluster.Primary()}
+}
+
+// waitForReplica waits up to Config.ReplicaWait for a healthy replica to
+// replay need, as the monitor sees it.
+func (db *DB) waitForReplica(ctx context.Context, need lsn.LSN) *topology.Node {
+	if _, healthy := db.cluster.Replicas(); healthy == 0 {
+		return nil
+	}
+	timer := time.NewTimer(db.wait)
+	defer timer.Stop()
+	for {
+		changed := db.cluster.Changed()
+		if n := db.cluster.PickReplica(need); n != nil {
+			return n
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// recordCapture makes l, the primary's insert position read in a round trip
+// sent after s had finished seen writes, the session's position.
+func (db *DB) recordCapture(s *session, l lsn.LSN, seen uint64) {
+	l = lsn.RoundDownPageHeader(l, db.walBlockSize)
+	if s.captured(l, seen, time.Now().UnixNano()) {
+		db.routes.tokensClamped.Add(1)
+		db.log.Warn("switchyard: session token was ahead of the primary; clamped", "token_lsn_was_ahead_of", l.String())
+	}
+}
+
+// captured records the capture a target carried.
+func (db *DB) captured(t *target, l lsn.LSN) {
+	db.recordCapture(t.sess, l, t.seen)
+	if t.sess != db.global {
+		db.recordCapture(db.global, l, t.seenGlobal)
+	}
+}
+
+// servedBy records that a read with target t has been served by t.node
+// (its first row arrived, so its snapshot is taken).
+func (db *DB) servedBy(t *target) {
+	if t.sess != nil && t.node != db.cluster.Primary() {
+		t.sess.readFrom(t.node, time.Now().UnixNano())
+	}
+}
+
+// adopt checks, on its first use with this DB, a session restored from a
+// token: a token from another cluster is ignored.
+func (db *DB) adopt(s *session) {
+	if s.system == 0 || s.system == db.system || !s.unverified.Load() {
+		return
+	}
+	if s.unverified.CompareAndSwap(true, false) {
+		s.lsn.Store(0)
+		db.routes.tokensForeign.Add(1)
+		db.log.Warn("switchyard: session token is from another cluster; ignored")
+	}
+}
+
+// maxAttempts bounds how often one statement is tried: the first node and
+// then each other node once, plus one for a stale pooled connection.
+func (db *DB) maxAttempts() int { return len(db.cluster.Nodes) + 1 }
+
+// retry decides, after a statement failed on n with err before anything
+// reached the caller, whether to run it again and whether it must then go to
+// the primary. A read is retried elsewhere (n, if down, is out of rotation
+// by then, so routing it again picks another node). A write is sent again
+// only if it provably never left this process.
+func (db *DB) retry(ctx context.Context, n *topology.Node, read bool, err error, attempt int) (again, toPrimary bool) {
+	if ctx.Err() != nil || attempt+1 >= db.maxAttempts() {
+		return false, false
+	}
+	down := pgerr.NodeDown(err)
+	if down && n.MarkDown(time.Now()) {
+		db.log.Warn("switchyard: node down", "node", n.Name, "role", n.Role().String(), "err", err)
+	}
+	if n == db.cluster.Primary() || !read {
+		// The pool was just reset: a connection that died while idle is
+		// gone, and a statement that never went out may try once more.
+		return attempt == 0 && pgconn.SafeToRetry(err), true
+	}
+	if !pgerr.RetryReadElsewhere(err) {
+		return false, false
+	}
+	db.routes.retried.Add(1)
+	// A statement that wrote (25006) or a recovery conflict: the primary
+	// has neither problem.
+	return true, !down
+}
+
+// isRead tells whether sql is a pure read.
+func (db *DB) isRead(sql string) bool { return db.classifier.Classify(sql).ReplicaSafe() }
