@@ -192,7 +192,11 @@ func open(ctx context.Context, specs []nodeSpec, cfg *Config) (*DB, error) {
 		}
 		n := topology.NewNode(s.name, pool, role, s.weight)
 		nodes = append(nodes, n)
-		configs[n] = s.config.ConnConfig.Copy()
+		// The monitor's own connection: without the user's tracer, which
+		// would see its polls dozens of times a second.
+		mc := s.config.ConnConfig.Copy()
+		mc.Tracer = nil
+		configs[n] = mc
 	}
 
 	// The primary must answer and must be a primary; replicas are checked
@@ -234,8 +238,10 @@ func open(ctx context.Context, specs []nodeSpec, cfg *Config) (*DB, error) {
 		closeAll()
 		return nil, fmt.Errorf("%w: primary %s: %s", ErrUnreachable, nodes[0].Name, redact(err.Error(), specs[0].config.ConnString()))
 	}
+	cluster := topology.NewCluster("default", nodes)
+	cluster.BlockSize = uint64(blockSize)
 	db := &DB{
-		cluster:      topology.NewCluster("default", nodes),
+		cluster:      cluster,
 		classifier:   classify.New(cfg.WriteFunctions, 0),
 		log:          log,
 		global:       &session{},

@@ -20,6 +20,26 @@ const captureSQL = "SELECT pg_current_wal_insert_lsn()::text"
 // the read that needs it.
 const checkSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
 
+// settleSQL waits until every transaction that was running on the primary
+// when it started has ended, for at most about 5 ms: a standby may already
+// show a commit whose backend on the primary has written its commit record
+// but not yet left the process array (or set the commit log), so is still
+// running there (see target.settle). Short transactions end within
+// microseconds; a long one costs the bound. It runs before the read in the
+// same implicit transaction; under READ COMMITTED the read then takes a
+// newer snapshot.
+const settleSQL = `DO $settle$
+DECLARE
+	running xid8[] := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
+BEGIN
+	FOR i IN 1..50 LOOP
+		EXIT WHEN cardinality(running) = 0 OR NOT EXISTS (
+			SELECT FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x = ANY (running));
+		PERFORM pg_sleep(0.0001);
+	END LOOP;
+END
+$settle$`
+
 // hasOptions reports whether args start with one of pgx's per-query
 // options (an exec mode, result formats, a rewriter), which a batch cannot
 // carry; such a read goes without capture or check.
@@ -94,65 +114,83 @@ func (db *DB) retryRead(ctx context.Context, t target, err error, attempt int, a
 func (db *DB) execRead(ctx context.Context, t *target, sql string, args []any) (pgconn.CommandTag, error) {
 	n := t.node
 	n.Start()
-	if t.capture || t.check != 0 {
-		br, fresh, err := db.sendWithPrefix(ctx, t, sql, args)
-		if err == nil && !fresh {
-			br.Close()
-			n.Done(false)
-			*t = target{node: db.cluster.Primary()}
-			return db.execRead(ctx, t, sql, args)
-		}
-		var tag pgconn.CommandTag
-		if err == nil {
-			tag, err = br.Exec()
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
+	if !t.capture && t.check == 0 {
+		tag, err := n.Pool.Exec(ctx, sql, args...)
 		n.Done(err != nil)
 		if err == nil {
 			db.servedBy(t)
 		}
 		return tag, err
 	}
-	tag, err := n.Pool.Exec(ctx, sql, args...)
-	n.Done(err != nil)
-	if err == nil {
-		db.servedBy(t)
+	br, fresh, err := db.sendRead(ctx, t, sql, args)
+	if err == nil && !fresh {
+		n.Done(false)
+		*t = db.primaryTarget(t.sess)
+		return db.execRead(ctx, t, sql, args)
 	}
+	var tag pgconn.CommandTag
+	if err == nil {
+		if tag, err = br.Exec(); err == nil {
+			db.servedBy(t)
+			db.finishCapture(t, br)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
+	n.Done(err != nil)
 	return tag, err
 }
 
-// sendWithPrefix sends sql in one batch behind the capture or the check of
-// t and reads that first result. fresh is false when a check failed.
-func (db *DB) sendWithPrefix(ctx context.Context, t *target, sql string, args []any) (br pgx.BatchResults, fresh bool, err error) {
+// sendRead sends sql in one batch with t's check before it and t's capture
+// after it, and reads the check. fresh is false (and the batch closed) when
+// the check failed.
+func (db *DB) sendRead(ctx context.Context, t *target, sql string, args []any) (br pgx.BatchResults, fresh bool, err error) {
 	b := &pgx.Batch{}
-	if t.capture {
-		b.Queue(captureSQL)
-	} else {
+	switch {
+	case t.check != 0:
 		b.Queue(checkSQL, t.check.String())
+	case t.settle:
+		b.Queue(settleSQL)
 	}
 	b.Queue(sql, args...)
-	br = t.node.Pool.SendBatch(ctx, b)
 	if t.capture {
-		var text string
-		if err = br.QueryRow().Scan(&text); err != nil {
+		b.Queue(captureSQL)
+	}
+	br = t.node.Pool.SendBatch(ctx, b)
+	if t.settle {
+		if _, err = br.Exec(); err != nil {
 			br.Close()
 			return nil, false, err
 		}
-		if l, perr := lsn.Parse(text); perr == nil {
-			db.captured(t, l)
-		}
+	}
+	if t.check == 0 {
 		return br, true, nil
 	}
-	if err = br.QueryRow().Scan(&fresh); err != nil {
+	if err = br.QueryRow().Scan(&fresh); err != nil || !fresh {
 		br.Close()
+		if err == nil {
+			db.routes.checkFailed.Add(1)
+		}
 		return nil, false, err
 	}
-	if !fresh {
-		db.routes.checkFailed.Add(1)
+	return br, true, nil
+}
+
+// finishCapture reads the capture that follows the read in br, if t
+// carries one, and makes it the session's position. If it cannot be read,
+// the session stays as it was (dirty, or pinned to the primary).
+func (db *DB) finishCapture(t *target, br pgx.BatchResults) {
+	if !t.capture {
+		return
 	}
-	return br, fresh, nil
+	var text string
+	if err := br.QueryRow().Scan(&text); err != nil {
+		return
+	}
+	if l, err := lsn.Parse(text); err == nil {
+		db.captured(t, l)
+	}
 }
 
 // Query runs sql as Exec routes it and returns its rows. For a read, Query
@@ -206,11 +244,10 @@ func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) 
 	)
 	if t.capture || t.check != 0 {
 		var fresh bool
-		if br, fresh, err = db.sendWithPrefix(ctx, t, sql, args); err == nil {
+		if br, fresh, err = db.sendRead(ctx, t, sql, args); err == nil {
 			if !fresh {
-				br.Close()
 				n.Done(false)
-				*t = target{node: db.cluster.Primary()}
+				*t = db.primaryTarget(t.sess)
 				return db.queryRead(ctx, t, sql, args)
 			}
 			inner, err = br.Query()
@@ -219,15 +256,15 @@ func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) 
 		inner, err = n.Pool.Query(ctx, sql, args...)
 	}
 	if err == nil {
-		r := &rows{Rows: inner, node: n, batch: br}
+		r := &rows{Rows: inner, node: n, batch: br, db: db, target: *t}
 		if inner.Next() {
 			r.peeked = true
 			db.servedBy(t)
 			return r, nil
 		}
 		if err = inner.Err(); err == nil {
-			r.finish() // an empty result
 			db.servedBy(t)
+			r.finish() // an empty result
 			return r, nil
 		}
 	}
@@ -286,13 +323,14 @@ func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 }
 
 // rows wraps a pool's rows: it keeps the node's in-flight count, hands back
-// the first row that Query already read, closes the batch a read was sent
-// in, and ends the write it belongs to.
+// the first row that Query already read, reads the capture that follows a
+// read in its batch and closes the batch, and ends the write it belongs to.
 type rows struct {
 	pgx.Rows
 	node     *topology.Node
 	batch    pgx.BatchResults // the batch the rows came in, if any
 	db       *DB
+	target   target   // for a read: where it went and what it carries
 	sess     *session // for a write: the session it dirtied
 	wrote    bool
 	peeked   bool // Next has been called once by Query and returned true
@@ -323,6 +361,9 @@ func (r *rows) finish() {
 	r.finished = true
 	failed := r.Rows.Err() != nil
 	if r.batch != nil {
+		if !failed {
+			r.db.finishCapture(&r.target, r.batch)
+		}
 		if err := r.batch.Close(); err != nil {
 			failed = true
 		}

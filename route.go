@@ -14,29 +14,52 @@ import (
 // target is where a statement goes and what it carries in its round trip.
 type target struct {
 	node *topology.Node
-	sess *session // the session a replica read advances (nil: none)
+	sess *session // the session the read belongs to (nil: none to advance)
 
-	// capture: on the primary, read pg_current_wal_insert_lsn() first, in
-	// the same round trip, and make it the session's position; seen and
-	// seenGlobal are the session's and the DB's finished writes when the
-	// capture was planned, which the position then covers.
+	// check: on a replica whose polled position predates the session's,
+	// verify pg_last_wal_replay_lsn() >= check ahead of the read, in the
+	// same round trip, and run the read on the primary if it is not.
+	check lsn.LSN
+
+	// capture: on the primary, read pg_current_wal_insert_lsn() after the
+	// read, in the same round trip (never in a write's own implicit
+	// transaction: the session's writes finished before the batch was sent),
+	// and make it the session's position: it covers the session's writes
+	// and everything the read saw. seen and seenGlobal are the session's and
+	// the DB's finished writes when the batch was planned.
 	capture          bool
 	seen, seenGlobal uint64
 
-	// check: on a replica whose polled position predates the session's,
-	// verify pg_last_wal_replay_lsn() >= check first, in the same round
-	// trip, and run the read on the primary if it is not.
-	check lsn.LSN
+	// settle: on the primary, wait (briefly, server-side, in the same round
+	// trip, ahead of the read) until no transaction whose commit is already
+	// durable is still invisible there. A standby can replay and show a
+	// commit before the committing backend on the primary has left the
+	// process array; a session that saw such a commit on a replica would
+	// otherwise not find it on the primary a moment later.
+	settle bool
 }
 
 // plain drops the extras of a target, for paths that cannot carry them (a
-// batch, a transaction): a capture becomes a plain primary read (the
-// session stays dirty), a checked replica read goes to the primary.
+// batch, a transaction, pgx's per-query options): a checked replica read goes
+// to the primary, and a read on the primary goes without a capture (the
+// session stays dirty, or is pinned to the primary until the next poll).
 func (db *DB) plain(t target) target {
 	if t.check != 0 {
-		return target{node: db.cluster.Primary()}
+		t.node, t.check = db.cluster.Primary(), 0
 	}
-	t.capture = false
+	t.capture, t.settle = false, false
+	return t
+}
+
+// primaryTarget is a read on the primary for session s. The read sees the
+// newest data, so an explicit session (which promises monotonic reads) and
+// a dirty one take the primary's position along.
+func (db *DB) primaryTarget(s *session) target {
+	t := target{node: db.cluster.Primary(), sess: s}
+	if s != nil && (s.explicit || s.dirty()) {
+		t.capture, t.seen, t.seenGlobal = true, s.writes.Load(), db.global.writes.Load()
+		t.settle = s.explicit && s.sawReplica.Load()
+	}
 	return t
 }
 
@@ -60,10 +83,13 @@ func (db *DB) routeWrite(ctx context.Context) *topology.Node {
 // trip; else, after an optional bounded wait, the primary.
 func (db *DB) routeRead(ctx context.Context) target {
 	o := optsFrom(ctx)
-	primary := db.cluster.Primary()
+	s := o.session
+	if s == nil {
+		s = db.global
+	}
 	if o.primary {
 		db.routes.forced.Add(1)
-		return target{node: primary}
+		return db.primaryTarget(s)
 	}
 	if o.maxStaleness > 0 {
 		min := db.cluster.PrimaryPositionSince(time.Now().Add(-o.maxStaleness))
@@ -71,54 +97,54 @@ func (db *DB) routeRead(ctx context.Context) target {
 			db.routes.replica.Add(1)
 			return target{node: n}
 		}
-		return db.toPrimary()
+		return db.toPrimary(nil)
 	}
 
-	s := o.session
-	if s == nil {
-		s = db.global
-	}
 	db.adopt(s)
 	if s.dirty() {
 		db.routes.afterWrite.Add(1)
-		return target{node: primary, sess: s, capture: true, seen: s.writes.Load(), seenGlobal: db.global.writes.Load()}
+		return db.primaryTarget(s)
 	}
-	now := time.Now().UnixNano()
-	if pin := s.pinned(now); pin != nil {
-		if pin.Healthy() && pin != primary {
+	primary := db.cluster.Primary()
+	if pin := s.pinned(time.Now().UnixNano()); pin != nil {
+		if pin != primary && pin.Healthy() {
 			db.routes.replica.Add(1)
 			return target{node: pin, sess: s}
 		}
 		db.routes.notFresh.Add(1)
-		return target{node: primary}
+		return db.primaryTarget(s)
 	}
 	need := lsn.LSN(s.lsn.Load())
 	if n := db.cluster.PickReplica(need); n != nil {
 		db.routes.replica.Add(1)
 		return target{node: n, sess: s}
 	}
-	if n := db.cluster.PickReplica(0); n != nil && n.CheckSafe() && n.PolledAt() < s.lsnAt.Load() {
-		db.routes.checked.Add(1)
-		return target{node: n, sess: s, check: need}
-	}
 	if db.wait > 0 {
+		// Waiting sees the monitor's next polls, which a freshness check
+		// would only anticipate.
 		if n := db.waitForReplica(ctx, need); n != nil {
 			db.routes.replica.Add(1)
 			db.routes.waited.Add(1)
 			return target{node: n, sess: s}
 		}
+		return db.toPrimary(s)
 	}
-	return db.toPrimary()
+	if n := db.cluster.PickReplica(0); n != nil && n.CheckSafe() && n.PolledAt() < s.lsnAt.Load() {
+		db.routes.checked.Add(1)
+		return target{node: n, sess: s, check: need}
+	}
+	return db.toPrimary(s)
 }
 
-// toPrimary counts why a read that could have gone to a replica did not.
-func (db *DB) toPrimary() target {
+// toPrimary counts why a read that could have gone to a replica did not,
+// and sends it to the primary.
+func (db *DB) toPrimary(s *session) target {
 	if _, healthy := db.cluster.Replicas(); healthy == 0 {
 		db.routes.noHealthyReplica.Add(1)
 	} else {
 		db.routes.notFresh.Add(1)
 	}
-	return target{node: db.cluster.Primary()}
+	return db.primaryTarget(s)
 }
 
 // waitForReplica waits up to Config.ReplicaWait for a healthy replica to
@@ -160,26 +186,39 @@ func (db *DB) captured(t *target, l lsn.LSN) {
 	if t.sess != db.global {
 		db.recordCapture(db.global, l, t.seenGlobal)
 	}
+	t.sess.unpinPrimary(db.cluster.Primary())
 }
 
-// servedBy records that a read with target t has been served by t.node
-// (its first row arrived, so its snapshot is taken).
+// servedBy records that a read with target t has been served by t.node: its
+// first row arrived, so its snapshot is taken. An explicit session pins
+// that node (replica or primary) until the monitor has polled it since, or
+// until the read's capture is recorded.
 func (db *DB) servedBy(t *target) {
-	if t.sess != nil && t.node != db.cluster.Primary() {
+	if t.sess != nil && t.sess.explicit {
 		t.sess.readFrom(t.node, time.Now().UnixNano())
 	}
 }
 
-// adopt checks, on its first use with this DB, a session restored from a
-// token: a token from another cluster is ignored.
+// adopt checks a session restored from a token, on its first use with this
+// DB: a token from another cluster is ignored; one at or behind the
+// primary's last polled position is plainly genuine; one ahead of it stays
+// unverified, so that its first read goes to the primary and takes the
+// primary's position in the same round trip (clamping a forged token, and
+// covering a genuine one written a moment ago through another DB).
 func (db *DB) adopt(s *session) {
-	if s.system == 0 || s.system == db.system || !s.unverified.Load() {
+	if s.system == 0 || !s.unverified.Load() {
 		return
 	}
-	if s.unverified.CompareAndSwap(true, false) {
-		s.lsn.Store(0)
-		db.routes.tokensForeign.Add(1)
-		db.log.Warn("switchyard: session token is from another cluster; ignored")
+	if s.system != db.system {
+		if s.unverified.CompareAndSwap(true, false) {
+			s.lsn.Store(0)
+			db.routes.tokensForeign.Add(1)
+			db.log.Warn("switchyard: session token is from another cluster; ignored")
+		}
+		return
+	}
+	if lsn.LSN(s.lsn.Load()) <= db.cluster.Primary().Position() {
+		s.unverified.Store(false)
 	}
 }
 

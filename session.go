@@ -39,9 +39,12 @@ type session struct {
 	// read-your-writes only: shared by concurrent goroutines, monotonic
 	// reads would pin them all to whichever replica is ahead.
 	explicit bool
-	mu       sync.Mutex
-	pin      *topology.Node
-	pinAt    int64 // unix nanoseconds the pinned read finished
+	// sawReplica: a replica served the session since the primary last did
+	// (see target.settle).
+	sawReplica atomic.Bool
+	mu         sync.Mutex
+	pin        *topology.Node
+	pinAt      int64 // unix nanoseconds the pinned read finished
 }
 
 // dirty reports whether the session may have written something that its
@@ -94,17 +97,35 @@ func (s *session) endWrite() {
 	s.pending.Add(-1)
 }
 
-// readFrom records that a read served by replica n finished at now.
+// readFrom records that a read served by node n (a replica, or the primary
+// without a capture yet) had its first row at now.
 func (s *session) readFrom(n *topology.Node, now int64) {
 	if !s.explicit {
 		return // see the type's comment
+	}
+	if n.Role() == topology.RoleReplica {
+		s.sawReplica.Store(true)
 	}
 	s.mu.Lock()
 	s.pin, s.pinAt = n, now
 	s.mu.Unlock()
 }
 
-// pinned returns the replica the session must read from to be sure of
+// unpinPrimary drops a pin on primary: a capture taken after the read
+// covers it.
+func (s *session) unpinPrimary(primary *topology.Node) {
+	if !s.explicit {
+		return
+	}
+	s.sawReplica.Store(false)
+	s.mu.Lock()
+	if s.pin == primary {
+		s.pin = nil
+	}
+	s.mu.Unlock()
+}
+
+// pinned returns the node the session must read from to be sure of
 // monotonic reads, folding the pin into the position once the monitor has
 // polled that replica since the read.
 func (s *session) pinned(now int64) *topology.Node {

@@ -18,6 +18,10 @@ type Cluster struct {
 	// Nodes are all nodes, primary first as configured; the slice never
 	// changes, roles do.
 	Nodes []*Node
+	// BlockSize is the WAL block size (wal_block_size), to keep a primary's
+	// polled insert position out of a page header (see
+	// lsn.RoundDownPageHeader). Zero leaves positions as polled.
+	BlockSize uint64
 
 	primary atomic.Pointer[Node]
 

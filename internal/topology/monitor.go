@@ -101,6 +101,9 @@ func (m *Monitor) poll(ctx context.Context, n *Node, conn **pgx.Conn, timeout ti
 	n.checkSafe.Store(readCommitted)
 	if pos != nil {
 		if l, err := lsn.Parse(*pos); err == nil {
+			if !inRecovery {
+				l = lsn.RoundDownPageHeader(l, m.cluster.BlockSize)
+			}
 			before := n.Position()
 			n.SetPosition(l, sent)
 			if !inRecovery {
