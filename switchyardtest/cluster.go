@@ -50,6 +50,11 @@ type Options struct {
 
 // Cluster is a running primary with its streaming replicas, each a real
 // PostgreSQL server on this machine. Its methods are safe for concurrent use.
+//
+// Every node is a copy of one data directory made by initdb, so all labs
+// on a machine share a system identifier (pg_control_system()), as copies
+// of one initdb do; code that tells clusters apart by it cannot tell two
+// labs apart.
 type Cluster struct {
 	dir     string
 	keepDir bool
