@@ -29,7 +29,7 @@ func TestTokenEncoding(t *testing.T) {
 	good := encodeToken([]tokenEntry{{system: 5, timeline: 1, pos: 100}})
 	for _, bad := range []string{
 		"", "!!!", "AQ", // version only
-		"Ag" + good[2:],  // another version
+		"Ag" + good[2:], // another version
 		good[:len(good)-2],
 		good + "AA",
 		strings.Repeat("A", 600),
