@@ -2,75 +2,98 @@
 // statement may run on a read replica.
 //
 // The rule is "when unsure, primary": only text that is provably a pure read
-// is [Read]; everything else goes to the primary, and text that changes
-// session state is [Session], telling the caller to keep using the same
-// connection.
+// is [Read]. Everything else goes to the primary; text that changes or
+// depends on the connection's session state is [Session], telling the
+// caller to keep using the same connection; text the classifier cannot
+// make sense of is [Unknown].
 //
 // # Reads
 //
-// A text is Read only if every statement in it is one of:
+// A text is Read only if every statement in it is one of
 //
-//   - SELECT, VALUES or TABLE, including parenthesized queries and
-//     UNION / INTERSECT / EXCEPT of them;
-//   - WITH [RECURSIVE] ... whose common table expressions are all queries;
+//   - SELECT, VALUES or TABLE, including parenthesized queries and UNION,
+//     INTERSECT and EXCEPT of them;
+//   - WITH [RECURSIVE] ... (with SEARCH and CYCLE clauses) whose common
+//     table expressions and main statement are all queries;
 //   - SHOW;
-//   - EXPLAIN without ANALYZE of one of the above (EXPLAIN ANALYZE runs the
-//     statement, so it is Write; EXPLAIN (ANALYZE false) is not executed);
+//   - EXPLAIN, without ANALYZE, of one of the above. EXPLAIN ANALYZE runs
+//     the statement, so it is Write (Session if the statement is);
+//     EXPLAIN (ANALYZE false), (ANALYZE off) and (ANALYZE 0) do not run it.
+//     EXPLAIN without ANALYZE of anything else has the kind of that
+//     statement: an EXPLAIN DELETE does not delete, but it is not worth a
+//     replica;
 //
-// and none of its statements, at any depth (subqueries, CTEs, set
-// operations), contains:
+// and no statement contains, at any depth (subqueries, CTEs, set operations):
 //
-//   - a locking clause: FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE,
-//     FOR KEY SHARE (with or without OF, NOWAIT, SKIP LOCKED) - Write;
-//   - SELECT ... INTO, which creates a table - Write (Session for a
-//     temporary table);
-//   - a data-modifying CTE: WITH x AS (INSERT | UPDATE | DELETE | MERGE ...)
-//   - Write;
-//   - a call of a function with side effects: nextval, setval, pg_notify,
-//     txid_current, pg_current_xact_id, lo_*, the WAL, backup, replication
-//     slot and server-signalling functions that fail on or do not belong on
-//     a standby, dblink, and the user's list - Write; currval, lastval,
-//     set_config, setseed, pg_advisory_* and pg_try_advisory_* locks,
-//     pg_export_snapshot - Session (they depend on or change the
-//     connection's state).
+//   - a locking clause: FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE or
+//     FOR KEY SHARE, with or without OF, NOWAIT or SKIP LOCKED: Write.
+//     (SUBSTRING(x FROM 1 FOR 2) and OVERLAY(... FOR n) are not locking
+//     clauses, even if n is a column named "update".)
+//   - SELECT ... INTO, which creates a table: Write, or Session for a
+//     temporary table;
+//   - a data-modifying CTE, WITH x AS (INSERT | UPDATE | DELETE | MERGE ...):
+//     Write;
+//   - a call of a function with side effects. Write: nextval, setval,
+//     pg_notify, txid_current, txid_current_if_assigned, pg_current_xact_id
+//     and pg_current_xact_id_if_assigned (they assign a transaction id),
+//     lo_* and loread/lowrite (large objects), the WAL, backup, recovery and
+//     replication-slot functions that fail on a standby or act on the
+//     primary (pg_current_wal_lsn, pg_current_wal_insert_lsn, pg_switch_wal,
+//     pg_create_restore_point, ...), server signalling
+//     (pg_terminate_backend, pg_cancel_backend, pg_reload_conf,
+//     pg_rotate_logfile, ...), pg_stat_reset*, dblink*, and the user's
+//     list. Session: currval and lastval (they only work on the connection
+//     that called nextval), set_config, setseed, every pg_advisory_* and
+//     pg_try_advisory_* lock function, pg_export_snapshot, dblink_connect and
+//     dblink_disconnect.
 //
-// Function names may be schema-qualified (a built-in name matches in any
-// schema) or quoted; unquoted names match case-insensitively, quoted
-// built-in names only exactly. A name not followed by "(" is not a call.
-// Listed user functions also match in attribute notation (t.f, which
-// PostgreSQL runs as f(t)).
+// A function name may be schema-qualified (a built-in name matches in any
+// schema) or quoted: unquoted names match case-insensitively, quoted
+// built-in names only exactly ("nextval", not "NEXTVAL"). A name not
+// followed by "(" is not a call: a column named nextval is harmless. Two
+// call syntaxes without "(" are covered too: TREAT(x AS f), which PostgreSQL
+// runs as pg_catalog.f(x), and, for the user's functions, attribute notation
+// t.f, which PostgreSQL runs as f(t).
 //
 // # Everything else
 //
 // SET, RESET, LISTEN, UNLISTEN, PREPARE, EXECUTE, DEALLOCATE, DECLARE,
 // FETCH, MOVE, CLOSE, DISCARD, LOAD, transaction control (BEGIN, START,
-// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION)
-// and CREATE TEMP ... are Session. INSERT, UPDATE, DELETE, MERGE, COPY,
-// DDL, GRANT, VACUUM, ANALYZE, CALL, DO, LOCK, NOTIFY, and so on are Write.
-// A string of several statements is Session if any statement is, else
-// Write if any is, else Read if all are, else Unknown. Empty text, text
-// that does not lex (an unterminated quote or comment), unbalanced
-// parentheses, unknown statements and shapes the classifier does not
-// recognize are Unknown.
+// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION,
+// COMMIT PREPARED) and CREATE TEMP ... (or CREATE ... pg_temp.x) are
+// Session. INSERT, UPDATE, DELETE, MERGE, COPY, CREATE, ALTER, DROP,
+// TRUNCATE, GRANT, REVOKE, VACUUM, ANALYZE, CALL, DO, LOCK, REFRESH,
+// CLUSTER, REINDEX, COMMENT, SECURITY LABEL, IMPORT FOREIGN SCHEMA, NOTIFY,
+// CHECKPOINT and REASSIGN are Write. A string of several statements is
+// Session if any statement is, else Write if any is, else Read if all are,
+// else Unknown. Unknown is also the kind of empty text (or only comments
+// and semicolons), of text that does not lex (an unterminated quote or
+// comment, a NUL byte), of unbalanced parentheses, of statements that start
+// with an unknown word, and of shapes the classifier does not recognize.
 //
 // # Lexing
 //
-// The text is read in one pass the way PostgreSQL's scanner reads it:
-// -- and nested /* */ comments, '...' strings with ” (and, when
-// standard_conforming_strings might be off, backslash) escapes, E'...',
-// B'...', X'...', N'...' and U&'...' strings, string continuation across
-// newlines, $$ and $tag$ dollar quoting (while $1 is a parameter and a$b$ an
-// identifier), "quoted" and U&"quoted" identifiers, and keywords in any
-// case. Keywords inside strings, comments and quoted identifiers mean
-// nothing.
+// The text is read in one pass, as PostgreSQL's scanner reads it: -- and
+// nested /* */ comments; '...' strings with doubled quotes; E'...' strings with
+// backslash escapes; B'...', X'...', N'...' and U&'...' strings; string
+// continuation across a newline; $$ and $tag$ dollar quoting (while $1 is a
+// parameter and a$b$ an identifier); "quoted" and U&"quoted" identifiers;
+// keywords in any case. Keywords inside strings, comments and quoted
+// identifiers mean nothing. A text with a backslash in an ordinary string is
+// also read as a server with standard_conforming_strings off would read it,
+// and is not Read if that reading finds a write.
 //
 // # Limits
 //
-// The classifier sees only the text. A view, rule, trigger, default or
-// operator that calls a function with side effects is invisible to it; list
-// such functions or route such statements to the primary yourself. A text
-// that is a read when standard_conforming_strings is on and something else
-// when it is off is not Read.
+// The classifier sees only the text. A view, rule, trigger, default,
+// operator or cast that calls a function with side effects is invisible to
+// it: list such functions, or send such statements to the primary yourself.
+// The function lists assume PostgreSQL's built-in functions have not been
+// shadowed in schemas searched before pg_catalog.
+//
+// The tests in the parsercheck module check the classifier against
+// PostgreSQL's own parser (libpg_query) on a generated corpus, random
+// statements and fuzzed input.
 package classify
 
 import (
@@ -123,11 +146,12 @@ func (k Kind) ReplicaSafe() bool { return k == Read }
 // effects, without caching. Use a [Classifier] for repeated statements.
 func Classify(sql string) Kind { return classify(sql, defaultFuncs) }
 
+// DefaultCacheSize is the number of strings a Classifier caches when New is
+// given a cacheSize <= 0.
+const DefaultCacheSize = 8192
+
 // Cache limits.
 const (
-	// DefaultCacheSize is the number of strings a Classifier caches when New
-	// is given a cacheSize <= 0.
-	DefaultCacheSize = 8192
 	// maxCachedLen is the longest string that is cached; longer ones are
 	// classified every time.
 	maxCachedLen = 16 << 10

@@ -135,10 +135,11 @@ func builtinKind(name []byte) Kind {
 	return Read
 }
 
-// userKind reports whether a call (or attribute-notation use) of name,
+// userMatch reports whether a call (or attribute-notation use) of name,
 // qualified by schema if hasSchema, matches the user's list. Both are
 // compared ASCII case-insensitively. An entry qualified with a schema also
-// matches an unqualified call: the search path may resolve to it.
+// matches an unqualified call: the search path may resolve to it. With
+// schema.kind == tEOF and hasSchema, the schema is pg_catalog.
 func (ft *funcTable) userMatch(src string, name, schema token, hasSchema bool) bool {
 	if len(ft.user) == 0 {
 		return false
@@ -154,7 +155,10 @@ func (ft *funcTable) userMatch(src string, name, schema token, hasSchema bool) b
 	if schema.kind == tUIdent && schema.flags&fUncertain != 0 {
 		return true
 	}
-	sn := lowerASCII(&sb, src[schema.s:schema.e], true)
+	sn := []byte("pg_catalog")
+	if schema.kind != tEOF {
+		sn = lowerASCII(&sb, src[schema.s:schema.e], true)
+	}
 	for _, s := range schemas {
 		if s == "" || s == string(sn) {
 			return true

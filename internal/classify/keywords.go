@@ -96,38 +96,9 @@ const (
 	kwOnly
 	kwAtomic
 	kwCase
+	kwTreat
+	kwDistinct
 )
-
-var keywords = map[string]kw{
-	"select": kwSelect, "values": kwValues, "table": kwTable, "with": kwWith,
-	"show": kwShow, "explain": kwExplain,
-
-	"set": kwSet, "reset": kwReset, "listen": kwListen, "unlisten": kwUnlisten,
-	"prepare": kwPrepare, "deallocate": kwDeallocate, "execute": kwExecute,
-	"declare": kwDeclare, "fetch": kwFetch, "close": kwClose, "move": kwMove,
-	"discard": kwDiscard, "load": kwLoad, "begin": kwBegin, "start": kwStart,
-	"commit": kwCommit, "end": kwEnd, "rollback": kwRollback, "abort": kwAbort,
-	"savepoint": kwSavepoint, "release": kwRelease,
-
-	"insert": kwInsert, "update": kwUpdate, "delete": kwDelete, "merge": kwMerge,
-	"copy": kwCopy, "create": kwCreate, "alter": kwAlter, "drop": kwDrop,
-	"truncate": kwTruncate, "grant": kwGrant, "revoke": kwRevoke,
-	"vacuum": kwVacuum, "analyze": kwAnalyze, "analyse": kwAnalyze,
-	"call": kwCall, "do": kwDo, "lock": kwLock, "refresh": kwRefresh,
-	"cluster": kwCluster, "reindex": kwReindex, "comment": kwComment,
-	"security": kwSecurity, "import": kwImport, "notify": kwNotify,
-	"checkpoint": kwCheckpoint, "reassign": kwReassign,
-
-	"verbose": kwVerbose, "for": kwFor, "share": kwShare, "no": kwNo, "key": kwKey,
-	"into": kwInto, "recursive": kwRecursive, "as": kwAs, "not": kwNot,
-	"materialized": kwMaterialized, "search": kwSearch, "breadth": kwBreadth,
-	"depth": kwDepth, "first": kwFirst, "by": kwBy, "cycle": kwCycle, "to": kwTo,
-	"default": kwDefault, "using": kwUsing, "substring": kwSubstring,
-	"overlay": kwOverlay, "local": kwLocal, "global": kwGlobal, "temp": kwTemp,
-	"temporary": kwTemp, "unlogged": kwUnlogged, "or": kwOr, "replace": kwReplace,
-	"uescape": kwUescape, "false": kwFalse, "off": kwOff, "from": kwFrom,
-	"join": kwJoin, "only": kwOnly, "atomic": kwAtomic, "case": kwCase,
-}
 
 // maxKwLen is the length of the longest keyword in keywords.
 const maxKwLen = 12
@@ -149,7 +120,187 @@ func lookupKw(s string) kw {
 		}
 		buf[i] = c
 	}
-	return keywords[string(buf[:len(s)])]
+	switch string(buf[:len(s)]) {
+	case "select":
+		return kwSelect
+	case "values":
+		return kwValues
+	case "table":
+		return kwTable
+	case "with":
+		return kwWith
+	case "show":
+		return kwShow
+	case "explain":
+		return kwExplain
+	case "set":
+		return kwSet
+	case "reset":
+		return kwReset
+	case "listen":
+		return kwListen
+	case "unlisten":
+		return kwUnlisten
+	case "prepare":
+		return kwPrepare
+	case "deallocate":
+		return kwDeallocate
+	case "execute":
+		return kwExecute
+	case "declare":
+		return kwDeclare
+	case "fetch":
+		return kwFetch
+	case "close":
+		return kwClose
+	case "move":
+		return kwMove
+	case "discard":
+		return kwDiscard
+	case "load":
+		return kwLoad
+	case "begin":
+		return kwBegin
+	case "start":
+		return kwStart
+	case "commit":
+		return kwCommit
+	case "end":
+		return kwEnd
+	case "rollback":
+		return kwRollback
+	case "abort":
+		return kwAbort
+	case "savepoint":
+		return kwSavepoint
+	case "release":
+		return kwRelease
+	case "insert":
+		return kwInsert
+	case "update":
+		return kwUpdate
+	case "delete":
+		return kwDelete
+	case "merge":
+		return kwMerge
+	case "copy":
+		return kwCopy
+	case "create":
+		return kwCreate
+	case "alter":
+		return kwAlter
+	case "drop":
+		return kwDrop
+	case "truncate":
+		return kwTruncate
+	case "grant":
+		return kwGrant
+	case "revoke":
+		return kwRevoke
+	case "vacuum":
+		return kwVacuum
+	case "analyze", "analyse":
+		return kwAnalyze
+	case "call":
+		return kwCall
+	case "do":
+		return kwDo
+	case "lock":
+		return kwLock
+	case "refresh":
+		return kwRefresh
+	case "cluster":
+		return kwCluster
+	case "reindex":
+		return kwReindex
+	case "comment":
+		return kwComment
+	case "security":
+		return kwSecurity
+	case "import":
+		return kwImport
+	case "notify":
+		return kwNotify
+	case "checkpoint":
+		return kwCheckpoint
+	case "reassign":
+		return kwReassign
+	case "verbose":
+		return kwVerbose
+	case "for":
+		return kwFor
+	case "share":
+		return kwShare
+	case "no":
+		return kwNo
+	case "key":
+		return kwKey
+	case "into":
+		return kwInto
+	case "recursive":
+		return kwRecursive
+	case "as":
+		return kwAs
+	case "not":
+		return kwNot
+	case "materialized":
+		return kwMaterialized
+	case "search":
+		return kwSearch
+	case "breadth":
+		return kwBreadth
+	case "depth":
+		return kwDepth
+	case "first":
+		return kwFirst
+	case "by":
+		return kwBy
+	case "cycle":
+		return kwCycle
+	case "to":
+		return kwTo
+	case "default":
+		return kwDefault
+	case "using":
+		return kwUsing
+	case "substring":
+		return kwSubstring
+	case "overlay":
+		return kwOverlay
+	case "local":
+		return kwLocal
+	case "global":
+		return kwGlobal
+	case "temp", "temporary":
+		return kwTemp
+	case "unlogged":
+		return kwUnlogged
+	case "or":
+		return kwOr
+	case "replace":
+		return kwReplace
+	case "uescape":
+		return kwUescape
+	case "false":
+		return kwFalse
+	case "off":
+		return kwOff
+	case "from":
+		return kwFrom
+	case "join":
+		return kwJoin
+	case "only":
+		return kwOnly
+	case "atomic":
+		return kwAtomic
+	case "case":
+		return kwCase
+	case "treat":
+		return kwTreat
+	case "distinct":
+		return kwDistinct
+	}
+	return kwNone
 }
 
 // lowerASCII copies s into buf with ASCII letters folded to lower case, as

@@ -38,7 +38,7 @@ type token struct {
 	kind  tokKind
 	kw    kw    // keyword code for tIdent (kwNone if not a keyword we care about)
 	flags uint8 // fPlain, fUncertain
-	s, e  int   // byte range of the token text (for quoted tokens: the body)
+	s, e  int32 // byte range of the token text (for quoted tokens: the body)
 }
 
 // lexer splits PostgreSQL SQL text into tokens the way the server's scanner
@@ -110,7 +110,7 @@ func (l *lexer) next() token {
 			for depth > 0 {
 				if i >= n {
 					l.pos = n
-					return token{kind: tError, s: n, e: n}
+					return token{kind: tError, s: int32(n), e: int32(n)}
 				}
 				switch {
 				case src[i] == '/' && i+1 < n && src[i+1] == '*':
@@ -129,7 +129,7 @@ func (l *lexer) next() token {
 	}
 	if i >= n {
 		l.pos = n
-		return token{kind: tEOF, s: n, e: n}
+		return token{kind: tEOF, s: int32(n), e: int32(n)}
 	}
 	c := src[i]
 	switch {
@@ -153,7 +153,7 @@ func (l *lexer) next() token {
 					// The server rejects U&'' strings when
 					// standard_conforming_strings is off.
 					l.pos = n
-					return token{kind: tError, s: i, e: n}
+					return token{kind: tError, s: int32(i), e: int32(n)}
 				}
 				return l.str(i, i+3, modeStd)
 			}
@@ -166,7 +166,7 @@ func (l *lexer) next() token {
 			j++
 		}
 		l.pos = j
-		return token{kind: tIdent, kw: lookupKw(src[i:j]), s: i, e: j}
+		return token{kind: tIdent, kw: lookupKw(src[i:j]), s: int32(i), e: int32(j)}
 	case c == '"':
 		return l.qident(i, i+1, tQIdent)
 	case c == '\'':
@@ -181,7 +181,7 @@ func (l *lexer) next() token {
 				j++
 			}
 			l.pos = j
-			return token{kind: tParam, s: i, e: j}
+			return token{kind: tParam, s: int32(i), e: int32(j)}
 		}
 		if j < n && isIdentStart(src[j]) {
 			j++
@@ -196,30 +196,30 @@ func (l *lexer) next() token {
 			k := strings.Index(src[body:], tag)
 			if k < 0 {
 				l.pos = n
-				return token{kind: tError, s: i, e: n}
+				return token{kind: tError, s: int32(i), e: int32(n)}
 			}
 			l.pos = body + k + len(tag)
-			return token{kind: tString, flags: fPlain, s: body, e: body + k}
+			return token{kind: tString, flags: fPlain, s: int32(body), e: int32(body + k)}
 		}
 		l.pos = i + 1
-		return token{kind: tOther, s: i, e: i + 1}
+		return token{kind: tOther, s: int32(i), e: int32(i + 1)}
 	case isDigit(c) || c == '.' && i+1 < n && isDigit(src[i+1]):
 		return l.number(i)
 	case c == '(':
 		l.pos = i + 1
-		return token{kind: tLParen, s: i, e: i + 1}
+		return token{kind: tLParen, s: int32(i), e: int32(i + 1)}
 	case c == ')':
 		l.pos = i + 1
-		return token{kind: tRParen, s: i, e: i + 1}
+		return token{kind: tRParen, s: int32(i), e: int32(i + 1)}
 	case c == ',':
 		l.pos = i + 1
-		return token{kind: tComma, s: i, e: i + 1}
+		return token{kind: tComma, s: int32(i), e: int32(i + 1)}
 	case c == ';':
 		l.pos = i + 1
-		return token{kind: tSemi, s: i, e: i + 1}
+		return token{kind: tSemi, s: int32(i), e: int32(i + 1)}
 	case c == '.':
 		l.pos = i + 1
-		return token{kind: tDot, s: i, e: i + 1}
+		return token{kind: tDot, s: int32(i), e: int32(i + 1)}
 	case isOpChar(c):
 		// An operator never contains "--" or "/*": a comment starts there.
 		j := i + 1
@@ -230,10 +230,10 @@ func (l *lexer) next() token {
 			j++
 		}
 		l.pos = j
-		return token{kind: tOther, s: i, e: j}
+		return token{kind: tOther, s: int32(i), e: int32(j)}
 	}
 	l.pos = i + 1
-	return token{kind: tOther, s: i, e: i + 1}
+	return token{kind: tOther, s: int32(i), e: int32(i + 1)}
 }
 
 // number lexes a numeric constant starting at i. It stops early rather than
@@ -265,7 +265,7 @@ func (l *lexer) number(i int) token {
 		}
 	}
 	l.pos = j
-	return token{kind: tNumber, s: i, e: j}
+	return token{kind: tNumber, s: int32(i), e: int32(j)}
 }
 
 // str lexes a string constant whose opening quote ends at body (start is the
@@ -278,7 +278,7 @@ func (l *lexer) str(start, body int, mode int) token {
 	for {
 		if i >= n {
 			l.pos = n
-			return token{kind: tError, s: start, e: n}
+			return token{kind: tError, s: int32(start), e: int32(n)}
 		}
 		c := src[i]
 		switch {
@@ -302,7 +302,7 @@ func (l *lexer) str(start, body int, mode int) token {
 			if plain {
 				f = fPlain
 			}
-			return token{kind: tString, flags: f, s: body, e: end}
+			return token{kind: tString, flags: f, s: int32(body), e: int32(end)}
 		case c == '\\' && mode == modeE:
 			plain = false
 			i += 2
@@ -350,7 +350,7 @@ func (l *lexer) qident(start, body int, kind tokKind) token {
 	for {
 		if i >= n {
 			l.pos = n
-			return token{kind: tError, s: start, e: n}
+			return token{kind: tError, s: int32(start), e: int32(n)}
 		}
 		if src[i] == '"' {
 			if i+1 < n && src[i+1] == '"' {
@@ -361,13 +361,13 @@ func (l *lexer) qident(start, body int, kind tokKind) token {
 			l.pos = i + 1
 			if i == body {
 				// Zero-length delimited identifier: a syntax error.
-				return token{kind: tError, s: start, e: i + 1}
+				return token{kind: tError, s: int32(start), e: int32(i + 1)}
 			}
 			f := uint8(0)
 			if plain {
 				f = fPlain
 			}
-			return token{kind: kind, flags: f, s: body, e: i}
+			return token{kind: kind, flags: f, s: int32(body), e: int32(i)}
 		}
 		i++
 	}

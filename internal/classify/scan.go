@@ -33,6 +33,7 @@ const (
 	fSubstr                  // SUBSTRING( / OVERLAY( arguments: FOR separates arguments
 	fCols                    // a CTE's column names
 	fBody                    // a CTE's body: a statement
+	fTreat                   // TREAT( arguments: TREAT(x AS f) calls f(x)
 )
 
 // withState is the progress through a WITH clause at one parenthesis level:
@@ -78,6 +79,8 @@ type frame struct {
 	with  withState
 	first bool // no token seen yet at this level
 	rec   bool // just after WITH: RECURSIVE may follow
+	as    bool // TREAT(x AS: the type names that follow are function names
+	query bool // SELECT or TABLE seen at this level: FROM starts a FROM clause
 }
 
 // scanner classifies the statements of one SQL text, token by token.
@@ -95,14 +98,15 @@ type scanner struct {
 	atomic     bool // inside CREATE FUNCTION ... BEGIN ATOMIC ... END: ';' does not end the statement
 	cases      int  // CASE ... END nesting inside a BEGIN ATOMIC body
 	lexErr     bool // the text does not lex: the server rejects all of it
+	anyBroken  bool // some statement did not have the shape we expect
 
-	p1, p2, p3, p4 token // the previous four tokens, p1 most recent
+	p1, p2, p3, p4, p5 token // the previous five tokens, p1 most recent
 }
 
 // classifyText classifies every statement of src and combines the results.
 // It returns whether an ordinary string contained a backslash and whether
-// the text failed to lex.
-func classifyText(src string, fn *funcTable, scsOff bool) (k Kind, backslash, lexErr bool) {
+// the text failed to lex or had a statement of a shape it does not know.
+func classifyText(src string, fn *funcTable, scsOff bool) (k Kind, backslash, bad bool) {
 	s := scanner{lx: lexer{src: src, scsOff: scsOff}, fn: fn}
 	k = Read
 	any := false
@@ -119,22 +123,26 @@ func classifyText(src string, fn *funcTable, scsOff bool) (k Kind, backslash, le
 	if !any || s.lexErr {
 		k = worse(k, Unknown)
 	}
-	return k, s.lx.backslash, s.lexErr
+	return k, s.lx.backslash, s.lexErr || s.anyBroken
 }
+
+// maxLen bounds the text classify reads (token offsets are int32).
+const maxLen = 1 << 30
 
 // classify is the uncached classifier.
 func classify(src string, fn *funcTable) Kind {
-	if strings.IndexByte(src, 0) >= 0 {
-		// The wire protocol cannot carry a NUL inside a query.
+	if strings.IndexByte(src, 0) >= 0 || len(src) > maxLen {
+		// The wire protocol cannot carry a NUL inside a query (nor more
+		// than 1 GB).
 		return Unknown
 	}
 	k, backslash, _ := classifyText(src, fn, false)
 	if k == Read && backslash {
-		// 'a\' means something else if standard_conforming_strings is off:
-		// the text must be a read under both readings (unless it does not
-		// even lex under the other one, in which case such a server rejects
-		// it anyway).
-		if k2, _, lexErr := classifyText(src, fn, true); !lexErr && k2 != Read {
+		// 'a\' means something else if standard_conforming_strings is off.
+		// Such a server must not see a write either. (If the other reading
+		// does not lex, or is not made of statements we recognize, such a
+		// server rejects the text: that is no reason to leave the replica.)
+		if k2, _, bad := classifyText(src, fn, true); !bad && (k2 == Write || k2 == Session) {
 			return k2
 		}
 	}
@@ -178,7 +186,7 @@ func (s *scanner) statement() (k Kind, empty, done bool) {
 	s.push(fTop, false)
 	s.kind = Read
 	s.readHead, s.createHead, s.broken, s.atomic = false, false, false, false
-	s.p1, s.p2, s.p3, s.p4 = token{}, token{}, token{}, token{}
+	s.p1, s.p2, s.p3, s.p4, s.p5 = token{}, token{}, token{}, token{}, token{}
 
 	t := s.lx.next()
 	switch t.kind {
@@ -198,6 +206,7 @@ head:
 	switch {
 	case isKw(t, kwSelect), isKw(t, kwValues), isKw(t, kwTable):
 		s.readHead = true
+		s.top().query = true
 	case isKw(t, kwWith):
 		s.readHead = true
 		f := s.top()
@@ -230,6 +239,7 @@ head:
 			}
 			k = s.kind
 			if s.broken {
+				s.anyBroken = true
 				k = worse(k, Unknown)
 			}
 			if explain && analyze {
@@ -239,7 +249,7 @@ head:
 		}
 		s.attrCheck(t)
 		s.token(t)
-		s.p4, s.p3, s.p2, s.p1 = s.p3, s.p2, s.p1, t
+		s.p5, s.p4, s.p3, s.p2, s.p1 = s.p4, s.p3, s.p2, s.p1, t
 		t = s.lx.next()
 	}
 }
@@ -347,7 +357,7 @@ func (s *scanner) falseValue(v []token, n int) bool {
 				return false
 			}
 			txt := s.lx.text(t)
-			return strings.EqualFold(txt, "false") || strings.EqualFold(txt, "off")
+			return foldEq(txt, "false") || foldEq(txt, "off")
 		case tNumber:
 			return allZeros(s.lx.text(t))
 		}
@@ -358,6 +368,24 @@ func (s *scanner) falseValue(v []token, n int) bool {
 		return (op == "-" || op == "+") && allZeros(s.lx.text(v[1]))
 	}
 	return false
+}
+
+// foldEq reports whether s equals the lower-case ASCII word w, ignoring
+// ASCII case only (as PostgreSQL's pg_strcasecmp and identifier folding do).
+func foldEq(s, w string) bool {
+	if len(s) != len(w) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func allZeros(s string) bool {
@@ -400,6 +428,8 @@ func (s *scanner) token(t token) {
 		kind := fParen
 		if (isKw(s.p1, kwSubstring) || isKw(s.p1, kwOverlay)) && s.p2.kind != tDot {
 			kind = fSubstr
+		} else if isKw(s.p1, kwTreat) && s.p2.kind != tDot {
+			kind = fTreat
 		}
 		if isName(s.p1) && !isKw(s.p2, kwAs) {
 			hasSchema := s.p2.kind == tDot && isName(s.p3)
@@ -421,8 +451,21 @@ func (s *scanner) token(t token) {
 		case wBodyOpen:
 			p.with = wAfterBody
 		}
-	case tIdent:
+	case tIdent, tQIdent, tUIdent:
+		if f.kind == fTreat && f.as {
+			// TREAT(x AS [schema.]name) runs pg_catalog.name(x).
+			s.mark(s.fn.callKind(s.lx.src, t, token{kind: tEOF}, true))
+		}
+		if t.kind != tIdent {
+			break
+		}
 		switch t.kw {
+		case kwSelect, kwTable:
+			f.query = true
+		case kwAs:
+			if f.kind == fTreat {
+				f.as = true
+			}
 		case kwAtomic:
 			if s.createHead && isKw(s.p1, kwBegin) {
 				s.atomic, s.cases = true, 0 // SQL-standard function body
@@ -457,7 +500,7 @@ func (s *scanner) token(t token) {
 func isPgTemp(src string, t token) bool {
 	switch t.kind {
 	case tIdent:
-		return strings.EqualFold(src[t.s:t.e], "pg_temp")
+		return foldEq(src[t.s:t.e], "pg_temp")
 	case tQIdent:
 		return src[t.s:t.e] == "pg_temp"
 	}
@@ -494,14 +537,26 @@ func (s *scanner) into() {
 }
 
 // attrCheck handles attribute notation: x.f is f(x) when f takes x's row
-// type, so a listed user function used as t.f is a call.
+// type, so a listed user function used as t.f is a call. (But FROM s.f,
+// JOIN s.f, ONLY s.f and TABLE s.f name relations.)
 func (s *scanner) attrCheck(t token) {
-	if t.kind != tLParen && s.p2.kind == tDot && isName(s.p1) &&
-		// FROM s.f, JOIN s.f, ONLY s.f, TABLE s.f name relations
-		!(s.p4.kind == tIdent && (s.p4.kw == kwFrom || s.p4.kw == kwJoin || s.p4.kw == kwOnly || s.p4.kw == kwTable)) &&
-		s.fn.userMatch(s.lx.src, s.p1, token{}, false) {
-		s.mark(Write)
+	if t.kind == tLParen || s.p2.kind != tDot || !isName(s.p1) ||
+		!s.fn.userMatch(s.lx.src, s.p1, token{}, false) {
+		return
 	}
+	if s.p4.kind == tIdent {
+		switch s.p4.kw {
+		case kwJoin, kwOnly, kwTable:
+			return
+		case kwFrom:
+			// A FROM clause, not x IS DISTINCT FROM t.f, nor
+			// EXTRACT(y FROM t.f) and the like.
+			if f := s.top(); (f.kind == fTop || f.query) && !isKw(s.p5, kwDistinct) {
+				return
+			}
+		}
+	}
+	s.mark(Write)
 }
 
 // with advances f's WITH clause by the token t at f's level. It returns true
@@ -572,6 +627,7 @@ func (s *scanner) with(f *frame, t token) bool {
 		f.with = wNone
 		switch {
 		case isKw(t, kwSelect), isKw(t, kwValues), isKw(t, kwTable):
+			f.query = true
 			return true
 		case t.kind == tLParen:
 			return false

@@ -1,0 +1,126 @@
+package parsercheck
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/switchyard-db/switchyard/internal/classify"
+)
+
+// conservative lists corpus statements on which the classifier is allowed
+// to say non-Read although the parser says Read, with the reason.
+var conservative = map[string]string{}
+
+func TestDifferential(t *testing.T) {
+	user := NewUserFuncs(testUserFuncs)
+	c := classify.New(testUserFuncs, 0)
+	all := corpus()
+	seen := map[string]bool{}
+	var parsed, agree, kindAgree, unsafe, cons, allowed int
+	mismatchKinds := map[string]int{}
+	var examples []string
+	for _, sql := range all {
+		if seen[sql] {
+			continue
+		}
+		seen[sql] = true
+		want, err := Truth(sql, user)
+		if err != nil {
+			continue
+		}
+		parsed++
+		got := c.Classify(sql)
+		if got2 := c.Classify(sql); got2 != got {
+			t.Errorf("cached result differs: %q: %v then %v", sql, got, got2)
+		}
+		switch {
+		case got == classify.Read && want != classify.Read:
+			unsafe++
+			t.Errorf("UNSAFE: classifier says read, parser says %v: %q", want, sql)
+		case got != classify.Read && want == classify.Read:
+			if reason, ok := conservative[sql]; ok {
+				allowed++
+				t.Logf("allowed conservative: %q (%s)", sql, reason)
+			} else {
+				cons++
+				t.Errorf("conservative: classifier says %v, parser says read: %q", got, sql)
+			}
+		default:
+			agree++
+		}
+		if got == want {
+			kindAgree++
+		} else {
+			key := fmt.Sprintf("got %v want %v", got, want)
+			mismatchKinds[key]++
+			if len(examples) < 40 {
+				examples = append(examples, fmt.Sprintf("%s: %q", key, sql))
+			}
+		}
+	}
+	t.Logf("corpus: %d generated, %d distinct, %d parsed by pg_query", len(all), len(seen), parsed)
+	t.Logf("read/non-read agreement: %d/%d (%.3f%%); unsafe %d, conservative %d (+%d allowed)",
+		agree, parsed, 100*float64(agree)/float64(parsed), unsafe, cons, allowed)
+	t.Logf("exact kind agreement: %d/%d (%.3f%%)", kindAgree, parsed, 100*float64(kindAgree)/float64(parsed))
+	keys := make([]string, 0, len(mismatchKinds))
+	for k := range mismatchKinds {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		t.Logf("  kind mismatch %s: %d", k, mismatchKinds[k])
+	}
+	for _, e := range examples {
+		t.Logf("  e.g. %s", e)
+	}
+	if parsed < 2000 {
+		t.Errorf("only %d corpus statements parse; want at least 2000", parsed)
+	}
+}
+
+// TestFuncPolicy checks that the classifier and this package agree on every
+// listed function.
+func TestFuncPolicy(t *testing.T) {
+	for _, n := range append(append([]string{}, sessionFuncs...), writeFuncs...) {
+		want := builtinKind(n)
+		if got := classify.Classify("SELECT " + n + "()"); got != want {
+			t.Errorf("%s: classifier %v, policy %v", n, got, want)
+		}
+		if got := classify.Classify("SELECT x." + strings.ToUpper(n) + " ()"); got != want {
+			t.Errorf("%s upper: classifier %v, policy %v", n, got, want)
+		}
+	}
+}
+
+// check is the differential property: wherever the parser accepts sql, the
+// classifier never calls a non-read a read.
+func check(t *testing.T, c *classify.Classifier, user *UserFuncs, sql string) {
+	got := c.Classify(sql)
+	if got2 := classify.Classify(sql); got == classify.Read && got2 != classify.Read {
+		// A user function list can only make the classifier stricter.
+		t.Fatalf("default classifier says %v, classifier with user functions read: %q", got2, sql)
+	}
+	want, err := Truth(sql, user)
+	if err != nil {
+		return
+	}
+	if got == classify.Read && want != classify.Read {
+		t.Fatalf("UNSAFE: classifier says read, parser says %v: %q", want, sql)
+	}
+}
+
+func FuzzDifferential(f *testing.F) {
+	for i, s := range corpus() {
+		if i < len(reads)+len(writes) || i%40 == 0 {
+			f.Add(s)
+		}
+	}
+	user := NewUserFuncs(testUserFuncs)
+	c := classify.New(testUserFuncs, 1024)
+	f.Fuzz(func(t *testing.T, sql string) {
+		check(t, c, user, sql)
+		check(t, c, user, fromBytes(sql))
+	})
+}

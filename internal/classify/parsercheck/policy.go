@@ -1,0 +1,154 @@
+package parsercheck
+
+import (
+	"strings"
+
+	"github.com/switchyard-db/switchyard/internal/classify"
+)
+
+// The function policy, written out independently of the classifier's
+// tables (TestFuncPolicy checks that the two agree).
+
+// sessionFuncs are built-in functions whose calls make a statement Session.
+var sessionFuncs = []string{
+	"currval", "lastval", "set_config", "setseed", "pg_export_snapshot",
+	"dblink_connect", "dblink_connect_u", "dblink_disconnect",
+	"pg_replication_origin_session_setup", "pg_replication_origin_session_reset",
+	"pg_replication_origin_xact_setup", "pg_replication_origin_xact_reset",
+	// and every pg_advisory_* and pg_try_advisory_* (see funcKind)
+	"pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_unlock",
+	"pg_advisory_unlock_shared", "pg_advisory_unlock_all", "pg_advisory_xact_lock",
+	"pg_advisory_xact_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+	"pg_try_advisory_xact_lock", "pg_try_advisory_xact_lock_shared",
+}
+
+// writeFuncs are built-in functions whose calls make a statement Write.
+var writeFuncs = []string{
+	"nextval", "setval", "pg_notify",
+	"txid_current", "txid_current_if_assigned", "pg_current_xact_id", "pg_current_xact_id_if_assigned",
+	"pg_current_wal_lsn", "pg_current_wal_insert_lsn", "pg_current_wal_flush_lsn",
+	"pg_current_xlog_location", "pg_current_xlog_insert_location", "pg_current_xlog_flush_location",
+	"pg_switch_wal", "pg_switch_xlog", "pg_create_restore_point",
+	"pg_walfile_name", "pg_walfile_name_offset", "pg_xlogfile_name", "pg_xlogfile_name_offset",
+	"pg_start_backup", "pg_stop_backup", "pg_backup_start", "pg_backup_stop",
+	"pg_promote", "pg_wal_replay_pause", "pg_wal_replay_resume",
+	"pg_xlog_replay_pause", "pg_xlog_replay_resume", "pg_log_standby_snapshot",
+	"pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
+	"pg_drop_replication_slot", "pg_copy_physical_replication_slot",
+	"pg_copy_logical_replication_slot", "pg_replication_slot_advance",
+	"pg_logical_emit_message", "pg_sync_replication_slots",
+	"pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf",
+	"pg_rotate_logfile", "pg_rotate_logfile_old", "pg_log_backend_memory_contexts",
+	"pg_import_system_collations", "pg_truncate_visibility_map",
+	"pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync",
+	"pg_stat_statements_reset", "pg_restore_relation_stats", "pg_clear_relation_stats",
+	"pg_restore_attribute_stats", "pg_clear_attribute_stats",
+	"brin_summarize_new_values", "brin_summarize_range", "brin_desummarize_range",
+	"gin_clean_pending_list",
+	"loread", "lowrite",
+	// prefixes (see funcKind): lo_*, pg_logical_slot_*, pg_replication_origin_*,
+	// pg_stat_reset*, dblink*
+	"lo_import", "lo_export", "lo_create", "lo_creat", "lo_unlink", "lo_open", "lo_close",
+	"lo_put", "lo_get", "lo_from_bytea", "lo_truncate", "lo_truncate64", "lo_lseek",
+	"lo_lseek64", "lo_tell", "lo_tell64",
+	"pg_logical_slot_get_changes", "pg_logical_slot_get_binary_changes",
+	"pg_logical_slot_peek_changes", "pg_logical_slot_peek_binary_changes",
+	"pg_replication_origin_create", "pg_replication_origin_drop", "pg_replication_origin_advance",
+	"pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
+	"pg_stat_reset_single_function_counters", "pg_stat_reset_slru",
+	"pg_stat_reset_replication_slot", "pg_stat_reset_subscription_stats",
+	"dblink", "dblink_exec", "dblink_open", "dblink_fetch", "dblink_close",
+	"dblink_send_query", "dblink_get_result",
+}
+
+var sessionSet, writeSet = toSet(sessionFuncs), toSet(writeFuncs)
+
+func toSet(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, s := range l {
+		m[s] = true
+	}
+	return m
+}
+
+// builtinKind is the policy for built-in functions, by exact (already
+// folded) name.
+func builtinKind(name string) classify.Kind {
+	switch {
+	case sessionSet[name],
+		strings.HasPrefix(name, "pg_advisory_"), strings.HasPrefix(name, "pg_try_advisory_"):
+		return classify.Session
+	case writeSet[name],
+		strings.HasPrefix(name, "lo_"), strings.HasPrefix(name, "pg_logical_slot_"),
+		strings.HasPrefix(name, "pg_replication_origin_"), strings.HasPrefix(name, "pg_stat_reset"),
+		strings.HasPrefix(name, "dblink"):
+		return classify.Write
+	}
+	return classify.Read
+}
+
+// lowerASCII folds ASCII letters only, as PostgreSQL does for identifiers in
+// UTF-8 databases.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// UserFuncs is a user list of functions with side effects, as given to
+// classify.New.
+type UserFuncs struct {
+	byName map[string][]string // folded name -> folded schemas ("" = any)
+	List   []string
+}
+
+// NewUserFuncs parses a list like classify.New's extraWriteFuncs.
+func NewUserFuncs(list []string) *UserFuncs {
+	u := &UserFuncs{byName: map[string][]string{}, List: list}
+	for _, f := range list {
+		f = strings.TrimSpace(f)
+		schema, name := "", f
+		if i := strings.LastIndexByte(f, '.'); i >= 0 {
+			schema, name = f[:i], f[i+1:]
+		}
+		u.byName[lowerASCII(name)] = append(u.byName[lowerASCII(name)], lowerASCII(schema))
+	}
+	return u
+}
+
+// match reports whether a call of schema.name (schema "" when unqualified)
+// may be a call of a listed function.
+func (u *UserFuncs) match(schema, name string) bool {
+	if u == nil {
+		return false
+	}
+	schemas, ok := u.byName[lowerASCII(truncate(name))]
+	if !ok {
+		return false
+	}
+	if schema == "" {
+		return true
+	}
+	for _, s := range schemas {
+		if s == "" || s == lowerASCII(schema) {
+			return true
+		}
+	}
+	return false
+}
+
+// truncate clips a name to NAMEDATALEN-1 bytes as PostgreSQL does.
+func truncate(s string) string {
+	if len(s) <= 63 {
+		return s
+	}
+	n := 63
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
