@@ -47,12 +47,21 @@ type Config struct {
 	// data.
 	ReplicaWait time.Duration
 
+	// PrimaryWait is how long a statement that needs the primary waits
+	// while there is none (it is down, or a failover is under way) before
+	// it fails with ErrNoPrimary. Reads that replicas can serve go on
+	// meanwhile. Default 5s.
+	PrimaryWait time.Duration
+
 	// Logger receives node state changes (down, back). Default: no logging.
 	Logger *slog.Logger
 }
 
-// DefaultMonitorInterval is the MonitorInterval used when none is set.
-const DefaultMonitorInterval = 25 * time.Millisecond
+// Defaults for Config's durations.
+const (
+	DefaultMonitorInterval = 25 * time.Millisecond
+	DefaultPrimaryWait     = 5 * time.Second
+)
 
 // nodeSpec is one server to open.
 type nodeSpec struct {
@@ -113,6 +122,9 @@ func (c *Config) specs() ([]nodeSpec, error) {
 	}
 	if c.ReplicaWeights != nil && len(c.ReplicaWeights) != len(c.Replicas) {
 		return nil, fmt.Errorf("%w: %d ReplicaWeights for %d Replicas", ErrConfig, len(c.ReplicaWeights), len(c.Replicas))
+	}
+	if c.PrimaryWait < 0 {
+		return nil, fmt.Errorf("%w: PrimaryWait %v is negative", ErrConfig, c.PrimaryWait)
 	}
 	if c.ReplicaWait < 0 {
 		return nil, fmt.Errorf("%w: ReplicaWait %v is negative", ErrConfig, c.ReplicaWait)

@@ -1,6 +1,7 @@
 package switchyard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ type DB struct {
 
 	global       *session      // the DB-wide session, for contexts without one
 	wait         time.Duration // Config.ReplicaWait
+	primaryWait  time.Duration // Config.PrimaryWait
 	system       uint32        // the cluster's system identifier, hashed, for tokens
 	walBlockSize uint64
 
@@ -41,7 +43,7 @@ type DB struct {
 type routeCounters struct {
 	replica, forced, write, transaction, noHealthyReplica, retried atomic.Uint64
 	afterWrite, notFresh, checked, checkFailed, waited             atomic.Uint64
-	tokensClamped, tokensForeign                                   atomic.Uint64
+	tokensClamped, tokensForeign, atomicRetries                    atomic.Uint64
 }
 
 // The method set that sqlc generates for pgx/v5 (DBTX, with CopyFrom and
@@ -246,6 +248,7 @@ func open(ctx context.Context, specs []nodeSpec, cfg *Config) (*DB, error) {
 		log:          log,
 		global:       &session{},
 		wait:         cfg.ReplicaWait,
+		primaryWait:  cmp.Or(cfg.PrimaryWait, DefaultPrimaryWait),
 		system:       systemHash(system),
 		walBlockSize: uint64(blockSize),
 	}
@@ -272,4 +275,30 @@ func (db *DB) Ping(ctx context.Context) error {
 		return ErrClosed
 	}
 	return db.cluster.Primary().Pool.Ping(ctx)
+}
+
+// primary returns the primary for a statement that needs it, waiting up to
+// Config.PrimaryWait while there is none that answers (a crash and restart,
+// or a failover under way), then ErrNoPrimary.
+func (db *DB) primary(ctx context.Context) (*topology.Node, error) {
+	p := db.cluster.Primary()
+	if p.Healthy() {
+		return p, nil
+	}
+	timer := time.NewTimer(db.primaryWait)
+	defer timer.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return nil, fmt.Errorf("%w: %s has not answered for %v, and no replica was promoted", ErrNoPrimary, p.Name, db.primaryWait)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		if p = db.cluster.Primary(); p.Healthy() {
+			return p, nil
+		}
+	}
 }

@@ -14,8 +14,18 @@ var (
 	ErrUnreachable = errors.New("switchyard: server unreachable")
 
 	// ErrNoPrimary reports that no server accepts writes: Connect found every
-	// host in recovery, or the configured primary turned out to be a replica.
+	// host in recovery, the configured primary turned out to be a replica,
+	// or, while running, the primary was gone (and no promoted replica had
+	// taken its place) for longer than Config.PrimaryWait.
 	ErrNoPrimary = errors.New("switchyard: no primary")
+
+	// ErrCommitUnknown reports a COMMIT whose outcome could not be learned:
+	// the connection died after COMMIT was sent, and asking the primary
+	// (pg_xact_status) gave no answer, because it did not come back in time,
+	// or another server became the primary, or the transaction id was too
+	// old. The transaction may or may not have committed. Atomic does not
+	// retry it; the error wraps the cause.
+	ErrCommitUnknown = errors.New("switchyard: commit outcome unknown")
 
 	// ErrClosed is returned by a DB after Close.
 	ErrClosed = errors.New("switchyard: DB is closed")

@@ -63,7 +63,10 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 		return pgconn.CommandTag{}, ErrClosed
 	}
 	if !db.isRead(sql) {
-		n := db.routeWrite(ctx)
+		n, err := db.routeWrite(ctx)
+		if err != nil {
+			return pgconn.CommandTag{}, err
+		}
 		sess := db.writeStarted(ctx)
 		defer db.writeDone(sess)
 		for attempt := 0; ; attempt++ {
@@ -76,7 +79,9 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 			if again, _ := db.retry(ctx, n, false, err, attempt); !again {
 				return tag, err
 			}
-			n = db.cluster.Primary()
+			if n, err = db.primary(ctx); err != nil {
+				return tag, err
+			}
 		}
 	}
 	t := db.routeRead(ctx)
@@ -112,6 +117,9 @@ func (db *DB) retryRead(ctx context.Context, t target, err error, attempt int, a
 }
 
 func (db *DB) execRead(ctx context.Context, t *target, sql string, args []any) (pgconn.CommandTag, error) {
+	if err := db.ready(ctx, t); err != nil {
+		return pgconn.CommandTag{}, err
+	}
 	n := t.node
 	n.Start()
 	if !t.capture && t.check == 0 {
@@ -202,7 +210,10 @@ func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		return errRows(ErrClosed), ErrClosed
 	}
 	if !db.isRead(sql) {
-		n := db.routeWrite(ctx)
+		n, err := db.routeWrite(ctx)
+		if err != nil {
+			return errRows(err), err
+		}
 		sess := db.writeStarted(ctx)
 		for attempt := 0; ; attempt++ {
 			n.Start()
@@ -212,11 +223,14 @@ func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 				return &rows{Rows: inner, node: n, db: db, wrote: true, sess: sess}, nil
 			}
 			n.Done(true)
-			if again, _ := db.retry(ctx, n, false, err, attempt); !again {
+			again, _ := db.retry(ctx, n, false, err, attempt)
+			if again {
+				n, err = db.primary(ctx)
+			}
+			if !again || err != nil {
 				db.writeDone(sess)
 				return errRows(err), err
 			}
-			n = db.cluster.Primary()
 		}
 	}
 	t := db.routeRead(ctx)
@@ -235,6 +249,9 @@ func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 }
 
 func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) (pgx.Rows, error) {
+	if err := db.ready(ctx, t); err != nil {
+		return nil, err
+	}
 	n := t.node
 	n.Start()
 	var (
@@ -286,7 +303,10 @@ func (db *DB) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnName
 	if db.closed.Load() {
 		return 0, ErrClosed
 	}
-	n := db.routeWrite(ctx)
+	n, err := db.routeWrite(ctx)
+	if err != nil {
+		return 0, err
+	}
 	sess := db.writeStarted(ctx)
 	defer db.writeDone(sess)
 	n.Start()
@@ -313,8 +333,15 @@ func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	res := &batchResults{db: db, ctx: ctx, batch: b, read: read}
 	if read {
 		res.target = db.plain(db.routeRead(ctx))
+		if err := db.ready(ctx, &res.target); err != nil {
+			return &batchResults{err: err}
+		}
 	} else {
-		res.target = target{node: db.routeWrite(ctx)}
+		n, err := db.routeWrite(ctx)
+		if err != nil {
+			return &batchResults{err: err}
+		}
+		res.target = target{node: n}
 		res.sess, res.wrote = db.writeStarted(ctx), true
 	}
 	res.target.node.Start()

@@ -63,15 +63,29 @@ func (db *DB) primaryTarget(s *session) target {
 	return t
 }
 
-// route picks the node for a statement outside a transaction that is not a
-// pure read: the primary.
-func (db *DB) routeWrite(ctx context.Context) *topology.Node {
+// routeWrite picks the node for a statement outside a transaction that is
+// not a pure read: the primary, once there is one (see DB.primary).
+func (db *DB) routeWrite(ctx context.Context) (*topology.Node, error) {
 	if optsFrom(ctx).primary {
 		db.routes.forced.Add(1)
 	} else {
 		db.routes.write.Add(1)
 	}
-	return db.cluster.Primary()
+	return db.primary(ctx)
+}
+
+// ready makes sure a read bound for the primary has one that answers,
+// waiting as writes do.
+func (db *DB) ready(ctx context.Context, t *target) error {
+	if p := db.cluster.Primary(); t.node != p || p.Healthy() {
+		return nil
+	}
+	p, err := db.primary(ctx)
+	if err != nil {
+		return err
+	}
+	t.node = p
+	return nil
 }
 
 // routeRead picks where a pure read goes (DESIGN.md section 1): the primary
@@ -239,10 +253,14 @@ func (db *DB) retry(ctx context.Context, n *topology.Node, read bool, err error,
 	if down && n.MarkDown(time.Now()) {
 		db.log.Warn("switchyard: node down", "node", n.Name, "role", n.Role().String(), "err", err)
 	}
-	if n == db.cluster.Primary() || !read {
-		// The pool was just reset: a connection that died while idle is
-		// gone, and a statement that never went out may try once more.
-		return attempt == 0 && pgconn.SafeToRetry(err), true
+	if !read {
+		// A write goes again only if it never left this process (a pooled
+		// connection that died while idle, a primary that refused the
+		// connection); the next attempt waits for the primary.
+		return pgconn.SafeToRetry(err), true
+	}
+	if n == db.cluster.Primary() {
+		return down, true
 	}
 	if !pgerr.RetryReadElsewhere(err) {
 		return false, false

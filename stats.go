@@ -55,6 +55,9 @@ type RouteStats struct {
 	TokensClamped uint64
 	// TokensForeign counts session tokens from another cluster, ignored.
 	TokensForeign uint64
+	// AtomicRetries counts transactions Atomic ran again after a failure
+	// that proved nothing was committed.
+	AtomicRetries uint64
 	// Forced counts statements sent to the primary because their context
 	// came from Primary.
 	Forced uint64
@@ -113,6 +116,7 @@ func (db *DB) Stats() Stats {
 		Waited:           db.routes.waited.Load(),
 		TokensClamped:    db.routes.tokensClamped.Load(),
 		TokensForeign:    db.routes.tokensForeign.Load(),
+		AtomicRetries:    db.routes.atomicRetries.Load(),
 	}}
 	primary := db.cluster.Primary()
 	for _, n := range db.cluster.Nodes {

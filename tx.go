@@ -2,9 +2,17 @@ package switchyard
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard-db/switchyard/internal/pgerr"
+	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
 // Begin starts a read-write transaction on the primary.
@@ -14,40 +22,71 @@ func (db *DB) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // BeginTx starts a transaction. Every statement of a transaction runs on
 // the connection it began on: a transaction is never split across servers.
-// A read-write transaction begins on the primary. A read-only one
-// (AccessMode pgx.ReadOnly) begins on a replica that has replayed its
-// session's position (see WithSession), as REPEATABLE READ unless another
-// level is given, so that all its reads see one snapshot; with
-// Serializable (which standbys do not offer), a Primary context, or no fresh
-// replica, it begins on the primary.
+//
+// A read-write transaction begins on the primary (waiting for one as
+// writes do). Its Commit learns the transaction's id in the same round trip
+// as COMMIT, so that if the connection dies during COMMIT the outcome is
+// asked of the primary (pg_xact_status) rather than guessed: Commit then
+// returns nil if it committed, an error if it did not, and an error wrapping
+// ErrCommitUnknown if the primary cannot say.
+//
+// A read-only transaction (AccessMode pgx.ReadOnly) begins on a replica that
+// has replayed its session's position (see WithSession), as REPEATABLE READ
+// unless another level is given, so that all its reads see one snapshot;
+// with Serializable (which standbys do not offer), a Primary context, or no
+// fresh replica, it begins on the primary.
 func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	readOnly := opts.AccessMode == pgx.ReadOnly
-	if readOnly && opts.IsoLevel == "" {
+	if opts.AccessMode == pgx.ReadOnly {
+		return db.beginReadOnly(ctx, opts)
+	}
+	db.routes.transaction.Add(1)
+	for attempt := 0; ; attempt++ {
+		n, err := db.primary(ctx)
+		if err != nil {
+			return nil, err
+		}
+		n.Start()
+		conn, err := n.Pool.Acquire(ctx)
+		var inner pgx.Tx
+		if err == nil {
+			if inner, err = conn.Conn().BeginTx(ctx, opts); err != nil {
+				conn.Release()
+			}
+		}
+		if err == nil {
+			return &tx{Tx: inner, db: db, target: target{node: n}, conn: conn, sess: optsFrom(ctx).session}, nil
+		}
+		n.Done(true)
+		if again, _ := db.retry(ctx, n, false, err, attempt); !again {
+			return nil, err
+		}
+	}
+}
+
+func (db *DB) beginReadOnly(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	if opts.IsoLevel == "" {
 		opts.IsoLevel = pgx.RepeatableRead
 	}
 	var t target
-	if readOnly && opts.IsoLevel != pgx.Serializable {
-		t = db.plain(db.routeRead(ctx))
-	} else {
+	if opts.IsoLevel == pgx.Serializable {
 		db.routes.transaction.Add(1)
 		t = target{node: db.cluster.Primary()}
+	} else {
+		t = db.plain(db.routeRead(ctx))
 	}
 	for attempt := 0; ; attempt++ {
+		if err := db.ready(ctx, &t); err != nil {
+			return nil, err
+		}
 		t.node.Start()
 		inner, err := t.node.Pool.BeginTx(ctx, opts)
 		if err == nil {
-			return &tx{Tx: inner, db: db, target: t, readOnly: readOnly, sess: optsFrom(ctx).session}, nil
+			return &tx{Tx: inner, db: db, target: t, readOnly: true, sess: optsFrom(ctx).session}, nil
 		}
 		t.node.Done(true)
-		if !readOnly {
-			if again, _ := db.retry(ctx, t.node, false, err, attempt); !again {
-				return nil, err
-			}
-			continue
-		}
 		if t = db.retryRead(ctx, t, err, attempt, nil); t.node == nil {
 			return nil, err
 		}
@@ -56,13 +95,14 @@ func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 }
 
 // tx is a transaction on one node's connection; pgx's own transaction does
-// the work, tx keeps the node's counts and the session's position: a
-// committed read-write transaction is a write, a read-only one on a replica
-// a read.
+// the work but for a read-write transaction's COMMIT (see BeginTx). tx keeps
+// the node's counts and the session's position: a committed read-write
+// transaction is a write, a read-only one on a replica a read.
 type tx struct {
 	pgx.Tx
 	db       *DB
 	target   target
+	conn     *pgxpool.Conn // a read-write transaction's connection, released at the end
 	sess     *session
 	readOnly bool
 	finished bool
@@ -70,21 +110,114 @@ type tx struct {
 
 var _ pgx.Tx = (*tx)(nil)
 
+// commitSQL commits and, in the same round trip and just before, reads the
+// transaction's id (NULL if it wrote nothing, so has nothing to lose).
+const commitSQL = "SELECT pg_current_xact_id_if_assigned()::text; COMMIT"
+
 func (t *tx) Commit(ctx context.Context) error {
 	if t.finished {
-		return t.Tx.Commit(ctx)
+		return pgx.ErrTxClosed
 	}
-	var sess *session
-	if !t.readOnly {
-		sess = t.db.writeStartedFor(t.sess)
-		defer t.db.writeDone(sess)
+	if t.conn == nil {
+		err := t.Tx.Commit(ctx)
+		t.finish(err)
+		return err
 	}
-	err := t.Tx.Commit(ctx)
+	sess := t.db.writeStartedFor(t.sess)
+	defer t.db.writeDone(sess)
+	err := t.commit(ctx)
 	t.finish(err)
 	return err
 }
 
+func (t *tx) commit(ctx context.Context) error {
+	pg := t.conn.Conn().PgConn()
+	if pg.TxStatus() == 'E' {
+		// A statement failed: PostgreSQL would turn COMMIT into ROLLBACK.
+		t.Tx.Rollback(ctx)
+		return pgx.ErrTxCommitRollback
+	}
+	primary, timeline := t.target.node, t.target.node.Timeline()
+	results, err := pg.Exec(ctx, commitSQL).ReadAll()
+	if err == nil {
+		if len(results) == 2 && results[1].CommandTag.String() == "ROLLBACK" {
+			return pgx.ErrTxCommitRollback
+		}
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && !pgerr.NodeDown(err):
+		// The server answered: COMMIT failed (a deferred constraint, a
+		// serialization failure); nothing was committed.
+		return err
+	case pgconn.SafeToRetry(err):
+		// Nothing was sent; the connection, and the transaction, are gone.
+		return err
+	}
+	if len(results) == 0 || len(results[0].Rows) == 0 {
+		return fmt.Errorf("%w: the connection failed before the transaction id arrived: %w", ErrCommitUnknown, err)
+	}
+	xid := results[0].Rows[0][0]
+	if xid == nil {
+		// The transaction wrote nothing: whether COMMIT ran changes nothing.
+		return err
+	}
+	return t.db.resolve(ctx, primary, timeline, string(xid), err)
+}
+
+// resolveWindow bounds how long an in-doubt commit is asked about.
+func (db *DB) resolveWindow() time.Duration { return db.primaryWait + 5*time.Second }
+
+// errNotCommitted wraps the cause of a COMMIT that pg_xact_status showed was
+// not committed; Atomic may run the transaction again.
+type errNotCommitted struct{ cause error }
+
+func (e *errNotCommitted) Error() string {
+	return "switchyard: the connection died during COMMIT, and the transaction did not commit: " + e.cause.Error()
+}
+func (e *errNotCommitted) Unwrap() error { return e.cause }
+
+// resolve learns the outcome of transaction xid, whose COMMIT was sent to
+// primary (on timeline) when the connection failed with cause: it asks the
+// same primary, once it answers again, with pg_xact_status.
+func (db *DB) resolve(ctx context.Context, primary *topology.Node, timeline uint32, xid string, cause error) error {
+	if primary.MarkDown(time.Now()) {
+		db.log.Warn("switchyard: node down", "node", primary.Name, "role", "primary", "err", cause)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.resolveWindow())
+	defer cancel()
+	for {
+		if p := db.cluster.Primary(); p != primary || (timeline != 0 && p.Timeline() != 0 && p.Timeline() != timeline) {
+			return fmt.Errorf("%w: the primary changed before the outcome of transaction %s could be learned: %w", ErrCommitUnknown, xid, cause)
+		}
+		var status *string
+		err := primary.Pool.QueryRow(ctx, "SELECT pg_xact_status($1::xid8)", xid).Scan(&status)
+		switch {
+		case err == nil && status == nil:
+			return fmt.Errorf("%w: transaction %s is too old to look up: %w", ErrCommitUnknown, xid, cause)
+		case err == nil && *status == "committed":
+			db.log.Info("switchyard: in-doubt commit resolved: committed", "xid", xid)
+			return nil
+		case err == nil && *status == "aborted":
+			db.log.Info("switchyard: in-doubt commit resolved: aborted", "xid", xid)
+			return &errNotCommitted{cause}
+		case err != nil && !pgerr.NodeDown(err):
+			return fmt.Errorf("%w: asking for transaction %s failed (%v): %w", ErrCommitUnknown, xid, err, cause)
+		}
+		// Down, restarting, or the old backend is still committing.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the primary did not answer about transaction %s in %v: %w", ErrCommitUnknown, xid, db.resolveWindow(), cause)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func (t *tx) Rollback(ctx context.Context) error {
+	if t.finished {
+		return pgx.ErrTxClosed
+	}
 	err := t.Tx.Rollback(ctx)
 	t.finish(nil)
 	return err
@@ -95,6 +228,11 @@ func (t *tx) finish(err error) {
 		return
 	}
 	t.finished = true
+	if t.conn != nil {
+		// A connection left in a transaction, or broken, is closed by the
+		// pool rather than reused.
+		t.conn.Release()
+	}
 	t.target.node.Done(err != nil)
 	if t.readOnly && err == nil {
 		t.db.servedBy(&t.target)
@@ -102,18 +240,34 @@ func (t *tx) finish(err error) {
 }
 
 // TxOption adjusts a transaction run by Atomic.
-type TxOption func(*pgx.TxOptions)
+type TxOption func(*atomicConfig)
+
+type atomicConfig struct {
+	tx          pgx.TxOptions
+	maxAttempts int
+}
 
 // ReadOnly makes Atomic run fn in a read-only REPEATABLE READ transaction on
-// a replica: one consistent snapshot for every read in fn.
+// a replica fresh enough for the session: one consistent snapshot for every
+// read in fn.
 func ReadOnly() TxOption {
-	return func(o *pgx.TxOptions) { o.AccessMode = pgx.ReadOnly }
+	return func(c *atomicConfig) { c.tx.AccessMode = pgx.ReadOnly }
 }
 
 // Isolation sets the transaction's isolation level.
 func Isolation(level pgx.TxIsoLevel) TxOption {
-	return func(o *pgx.TxOptions) { o.IsoLevel = level }
+	return func(c *atomicConfig) { c.tx.IsoLevel = level }
 }
+
+// MaxAttempts bounds how many times Atomic runs fn (default 10); the
+// context's deadline bounds it too.
+func MaxAttempts(n int) TxOption {
+	return func(c *atomicConfig) { c.maxAttempts = max(n, 1) }
+}
+
+// DefaultMaxAttempts is how many times Atomic runs fn unless MaxAttempts
+// says otherwise.
+const DefaultMaxAttempts = 10
 
 // rollbackTimeout bounds the rollback Atomic sends after fn failed, which
 // must happen even when ctx has ended.
@@ -122,13 +276,40 @@ const rollbackTimeout = 5 * time.Second
 // Atomic runs fn in a transaction: everything fn does through tx commits
 // together, or none of it does. If fn returns an error or panics, the
 // transaction is rolled back and the error returned (or the panic
-// continued). fn must do its database work through tx only.
-func (db *DB) Atomic(ctx context.Context, fn func(tx pgx.Tx) error, opts ...TxOption) (err error) {
-	var txOpts pgx.TxOptions
+// continued).
+//
+// Atomic runs fn again, in a new transaction, after a failure that proves
+// nothing was committed and that another try may cure: a serialization
+// failure (40001), a deadlock (40P01), a primary that turned read-only in a
+// failover (25006), a server shutting down or starting (57P01, 57P02,
+// 57P03), a lost connection before COMMIT was sent, or one during COMMIT
+// that the primary confirms did not commit. It waits between tries with
+// exponential backoff and jitter, up to MaxAttempts tries or until ctx ends.
+// It never runs fn again after any other error (a constraint violation, an
+// error of fn's own), nor after ErrCommitUnknown. So fn may run more than
+// once and must do its database work through tx only; its other effects
+// should be idempotent.
+func (db *DB) Atomic(ctx context.Context, fn func(tx pgx.Tx) error, opts ...TxOption) error {
+	cfg := atomicConfig{maxAttempts: DefaultMaxAttempts}
 	for _, o := range opts {
-		o(&txOpts)
+		o(&cfg)
 	}
-	t, err := db.BeginTx(ctx, txOpts)
+	for attempt := 1; ; attempt++ {
+		err := db.atomicOnce(ctx, fn, cfg.tx)
+		if err == nil || attempt >= cfg.maxAttempts || ctx.Err() != nil || !retryableTx(err) {
+			return err
+		}
+		db.routes.atomicRetries.Add(1)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+func (db *DB) atomicOnce(ctx context.Context, fn func(tx pgx.Tx) error, opts pgx.TxOptions) error {
+	t, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -148,4 +329,34 @@ func (db *DB) Atomic(ctx context.Context, fn func(tx pgx.Tx) error, opts ...TxOp
 		return err
 	}
 	return t.Commit(ctx)
+}
+
+// retryableTx reports whether a transaction that failed with err certainly
+// did not commit and may succeed if run again.
+func retryableTx(err error) bool {
+	if errors.Is(err, ErrCommitUnknown) || errors.Is(err, ErrNoPrimary) || errors.Is(err, ErrClosed) {
+		return false
+	}
+	if nc := (*errNotCommitted)(nil); errors.As(err, &nc) {
+		return true
+	}
+	switch pgerr.Code(err) {
+	case pgerr.SerializationFailure, pgerr.DeadlockDetected, pgerr.ReadOnlySQLTransaction,
+		pgerr.AdminShutdown, pgerr.CrashShutdown, pgerr.CannotConnectNow:
+		return true
+	case "":
+		// No SQLSTATE: a lost connection (before COMMIT; a loss during
+		// COMMIT comes back resolved, as errNotCommitted or
+		// ErrCommitUnknown).
+		return pgerr.NodeDown(err)
+	}
+	return false
+}
+
+// backoff is the wait before try attempt+1: exponential from 10 ms, capped
+// at 1 s, with full jitter (uniform in [d/2, d]) so that clients that failed
+// together do not retry together.
+func backoff(attempt int) time.Duration {
+	d := min(10*time.Millisecond<<min(attempt-1, 10), time.Second)
+	return d/2 + rand.N(d/2+1)
 }

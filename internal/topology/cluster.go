@@ -169,3 +169,41 @@ func (c *Cluster) Replicas() (all, healthy int) {
 	}
 	return all, healthy
 }
+
+// elect makes the healthy writable node with the highest timeline the
+// primary, if that is not the current primary already: after a failover,
+// the promoted replica; after a split brain, the node on the newer
+// timeline (the old primary, on its old timeline, is then treated as a
+// replica that is not in recovery, and kept out of rotation). It reports
+// whether the primary changed.
+func (c *Cluster) elect(now time.Time) bool {
+	current := c.Primary()
+	best := current
+	if !current.Healthy() || !current.Writable() {
+		best = nil
+	}
+	for _, n := range c.Nodes {
+		if n == current || !n.Writable() || n.polled.Load() == 0 {
+			continue
+		}
+		if best == nil || n.Timeline() > best.Timeline() {
+			best = n
+		}
+	}
+	if best == nil || best == current {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.Primary() != current {
+		return false // another poll got here first
+	}
+	best.SetRole(RolePrimary)
+	current.SetRole(RoleReplica)
+	best.MarkUp(now.Add(maxBan)) // a promoted node starts in rotation
+	c.primary.Store(best)
+	c.history, c.next = nil, 0 // positions on the old timeline say nothing about the new one
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return true
+}

@@ -71,6 +71,7 @@ func (m *Monitor) watch(ctx context.Context, n *Node) {
 			if n.MarkDown(time.Now()) {
 				m.log.Warn("switchyard: node down", "node", n.Name, "role", n.Role().String(), "err", err)
 			}
+			n.writable.Store(false)
 		}
 		select {
 		case <-ctx.Done():
@@ -99,6 +100,7 @@ func (m *Monitor) poll(ctx context.Context, n *Node, conn **pgx.Conn, timeout ti
 	}
 	now := time.Now()
 	n.checkSafe.Store(readCommitted)
+	n.writable.Store(!inRecovery)
 	if pos != nil {
 		if l, err := lsn.Parse(*pos); err == nil {
 			if !inRecovery {
@@ -116,6 +118,10 @@ func (m *Monitor) poll(ctx context.Context, n *Node, conn **pgx.Conn, timeout ti
 				m.cluster.notify()
 			}
 		}
+	}
+	if !inRecovery && m.cluster.elect(now) {
+		p := m.cluster.Primary()
+		m.log.Warn("switchyard: following a new primary", "node", p.Name, "timeline", p.Timeline())
 	}
 	switch role := n.Role(); {
 	case role == RoleReplica && !inRecovery:

@@ -66,6 +66,7 @@ type Node struct {
 	polled    atomic.Int64  // unix nanoseconds at which the last successful poll was sent
 	checkSafe atomic.Bool   // default isolation is READ COMMITTED: a freshness check may share a round trip with the read
 	timeline  atomic.Uint32 // a primary's timeline, as last polled
+	writable  atomic.Bool   // not in recovery, as last polled
 }
 
 // NewNode makes a node with the configured role and a weight (1 or more)
@@ -77,6 +78,7 @@ func NewNode(name string, pool *pgxpool.Pool, role Role, weight int) *Node {
 	}
 	n := &Node{Name: name, Pool: pool, weight: int64(weight)}
 	n.role.Store(uint32(role))
+	n.writable.Store(role == RolePrimary)
 	n.healthy.Store(true)
 	return n
 }
@@ -174,6 +176,10 @@ func (n *Node) PolledAt() int64 { return n.polled.Load() }
 // COMMITTED, so that a freshness check sent ahead of a read in the same
 // round trip runs in an earlier snapshot than the read.
 func (n *Node) CheckSafe() bool { return n.checkSafe.Load() }
+
+// Writable reports whether the node was out of recovery (accepting
+// writes) when last polled.
+func (n *Node) Writable() bool { return n.writable.Load() }
 
 // Timeline is the primary's timeline as last polled (0 if unknown).
 func (n *Node) Timeline() uint32 { return n.timeline.Load() }
