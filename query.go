@@ -16,6 +16,10 @@ import (
 // read that follows a write (see session).
 const captureSQL = "SELECT pg_current_wal_insert_lsn()::text"
 
+// replaySQL reads a replica's position in the round trip of a read, after
+// it (see target.replay).
+const replaySQL = "SELECT pg_last_wal_replay_lsn()::text"
+
 // checkSQL proves a replica has replayed a position, in the round trip of
 // the read that needs it.
 const checkSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
@@ -122,7 +126,7 @@ func (db *DB) execRead(ctx context.Context, t *target, sql string, args []any) (
 	}
 	n := t.node
 	n.Start()
-	if !t.capture && t.check == 0 {
+	if !t.capture && t.check == 0 && !t.replay {
 		tag, err := n.Pool.Exec(ctx, sql, args...)
 		n.Done(err != nil)
 		if err == nil {
@@ -162,8 +166,11 @@ func (db *DB) sendRead(ctx context.Context, t *target, sql string, args []any) (
 		b.Queue(settleSQL)
 	}
 	b.Queue(sql, args...)
-	if t.capture {
+	switch {
+	case t.capture:
 		b.Queue(captureSQL)
+	case t.replay:
+		b.Queue(replaySQL)
 	}
 	br = t.node.Pool.SendBatch(ctx, b)
 	if t.settle {
@@ -182,22 +189,30 @@ func (db *DB) sendRead(ctx context.Context, t *target, sql string, args []any) (
 		}
 		return nil, false, err
 	}
+	db.routes.replica.Add(1)
 	return br, true, nil
 }
 
-// finishCapture reads the capture that follows the read in br, if t
-// carries one, and makes it the session's position. If it cannot be read,
-// the session stays as it was (dirty, or pinned to the primary).
+// finishCapture reads the position that follows the read in br, if t
+// carries one (a capture on the primary, a replay position on a replica),
+// and makes it the session's. If it cannot be read, the session stays as it
+// was (dirty, or pinned to the node).
 func (db *DB) finishCapture(t *target, br pgx.BatchResults) {
-	if !t.capture {
+	if !t.capture && !t.replay {
 		return
 	}
-	var text string
-	if err := br.QueryRow().Scan(&text); err != nil {
+	var text *string
+	if err := br.QueryRow().Scan(&text); err != nil || text == nil {
 		return
 	}
-	if l, err := lsn.Parse(text); err == nil {
+	l, err := lsn.Parse(*text)
+	if err != nil {
+		return
+	}
+	if t.capture {
 		db.captured(t, l)
+	} else {
+		db.replayed(t, l)
 	}
 }
 
@@ -259,7 +274,7 @@ func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) 
 		inner pgx.Rows
 		err   error
 	)
-	if t.capture || t.check != 0 {
+	if t.capture || t.check != 0 || t.replay {
 		var fresh bool
 		if br, fresh, err = db.sendRead(ctx, t, sql, args); err == nil {
 			if !fresh {

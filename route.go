@@ -30,6 +30,12 @@ type target struct {
 	capture          bool
 	seen, seenGlobal uint64
 
+	// replay: on a replica, read pg_last_wal_replay_lsn() after the read,
+	// in the same round trip: at least what the read saw, it becomes the
+	// session's position (monotonic reads without waiting for the monitor,
+	// and a Token that costs nothing after a read).
+	replay bool
+
 	// settle: on the primary, wait (briefly, server-side, in the same round
 	// trip, ahead of the read) until no transaction whose commit is already
 	// durable is still invisible there. A standby can replay and show a
@@ -47,7 +53,7 @@ func (db *DB) plain(t target) target {
 	if t.check != 0 {
 		t.node, t.check = db.cluster.Primary(), 0
 	}
-	t.capture, t.settle = false, false
+	t.capture, t.settle, t.replay = false, false, false
 	return t
 }
 
@@ -123,7 +129,7 @@ func (db *DB) routeRead(ctx context.Context) target {
 	if pin := s.pinned(time.Now().UnixNano()); pin != nil {
 		if pin != primary && pin.Healthy() {
 			db.routes.replica.Add(1)
-			return target{node: pin, sess: s}
+			return target{node: pin, sess: s, replay: s.explicit}
 		}
 		db.routes.notFresh.Add(1)
 		return db.primaryTarget(s)
@@ -131,7 +137,7 @@ func (db *DB) routeRead(ctx context.Context) target {
 	need := lsn.LSN(s.lsn.Load())
 	if n := db.cluster.PickReplica(need); n != nil {
 		db.routes.replica.Add(1)
-		return target{node: n, sess: s}
+		return target{node: n, sess: s, replay: s.explicit}
 	}
 	if db.wait > 0 {
 		// Waiting sees the monitor's next polls, which a freshness check
@@ -139,13 +145,18 @@ func (db *DB) routeRead(ctx context.Context) target {
 		if n := db.waitForReplica(ctx, need); n != nil {
 			db.routes.replica.Add(1)
 			db.routes.waited.Add(1)
-			return target{node: n, sess: s}
+			return target{node: n, sess: s, replay: s.explicit}
 		}
 		return db.toPrimary(s)
 	}
-	if n := db.cluster.PickReplica(0); n != nil && n.CheckSafe() && n.PolledAt() < s.lsnAt.Load() {
+	// A replica whose last poll predates the session's position, and which
+	// lags less than that position's age, has probably replayed it: prove
+	// it in the read's own round trip.
+	now := time.Now().UnixNano()
+	since := s.lsnAt.Load()
+	if n := db.cluster.PickReplicaWithin(time.Duration(now - since)); n != nil && n.CheckSafe() && n.PolledAt() < since {
 		db.routes.checked.Add(1)
-		return target{node: n, sess: s, check: need}
+		return target{node: n, sess: s, check: need, replay: s.explicit}
 	}
 	return db.toPrimary(s)
 }
@@ -201,6 +212,12 @@ func (db *DB) captured(t *target, l lsn.LSN) {
 		db.recordCapture(db.global, l, t.seenGlobal)
 	}
 	t.sess.unpinPrimary(db.cluster.Primary())
+}
+
+// replayed records the replay position read after a replica read.
+func (db *DB) replayed(t *target, l lsn.LSN) {
+	t.sess.raise(l, time.Now().UnixNano())
+	t.sess.unpin(t.node)
 }
 
 // servedBy records that a read with target t has been served by t.node: its

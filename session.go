@@ -118,8 +118,13 @@ func (s *session) unpinPrimary(primary *topology.Node) {
 		return
 	}
 	s.sawReplica.Store(false)
+	s.unpin(primary)
+}
+
+// unpin drops a pin on n: a position read from n after the read covers it.
+func (s *session) unpin(n *topology.Node) {
 	s.mu.Lock()
-	if s.pin == primary {
+	if s.pin == n {
 		s.pin = nil
 	}
 	s.mu.Unlock()

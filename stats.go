@@ -34,7 +34,8 @@ type Stats struct {
 // RouteStats counts routing decisions since Open. A read run again after a
 // failure is counted again, where it went, and once in Retried.
 type RouteStats struct {
-	// Replica counts reads sent to a replica known to be fresh enough.
+	// Replica counts reads served by a replica: known to be fresh enough,
+	// or proved so by a freshness check.
 	Replica uint64
 	// AfterWrite counts reads sent to the primary because their session
 	// had written since its position was last taken (the read also takes it,

@@ -17,15 +17,21 @@ var ErrBadToken = errors.New("switchyard: malformed session token")
 
 // tokenVersion is the first byte of every token. A token holds, after it, a
 // count of clusters and, for each, its system identifier (hashed to 32
-// bits), its timeline and the session's position there, as uvarints; the
-// whole is base64url without padding: about 16 characters for one cluster.
+// bits), its timeline, the session's position there and flags
+// (tokenSawReplica), as uvarints; the whole is base64url without padding:
+// about 16 characters for one cluster.
 const tokenVersion = 1
 
 type tokenEntry struct {
 	system   uint32
 	timeline uint32
 	pos      lsn.LSN
+	flags    uint64
 }
+
+// tokenSawReplica: the session read from a replica since it last read from
+// the primary (see target.settle).
+const tokenSawReplica = 1
 
 func encodeToken(entries []tokenEntry) string {
 	buf := make([]byte, 0, 2+len(entries)*3*binary.MaxVarintLen32)
@@ -35,6 +41,7 @@ func encodeToken(entries []tokenEntry) string {
 		buf = binary.AppendUvarint(buf, uint64(e.system))
 		buf = binary.AppendUvarint(buf, uint64(e.timeline))
 		buf = binary.AppendUvarint(buf, uint64(e.pos))
+		buf = binary.AppendUvarint(buf, e.flags)
 	}
 	return base64.RawURLEncoding.EncodeToString(buf)
 }
@@ -71,10 +78,11 @@ func decodeToken(token string) ([]tokenEntry, error) {
 		sys, ok1 := next(1<<32 - 1)
 		tli, ok2 := next(1<<32 - 1)
 		pos, ok3 := next(1<<64 - 1)
-		if !ok1 || !ok2 || !ok3 {
+		flags, ok4 := next(1<<64 - 1)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return nil, fmt.Errorf("%w: truncated", ErrBadToken)
 		}
-		entries[i] = tokenEntry{uint32(sys), uint32(tli), lsn.LSN(pos)}
+		entries[i] = tokenEntry{uint32(sys), uint32(tli), lsn.LSN(pos), flags}
 	}
 	if len(raw) != 0 {
 		return nil, fmt.Errorf("%w: trailing bytes", ErrBadToken)
@@ -110,6 +118,7 @@ func WithToken(ctx context.Context, token string) (context.Context, error) {
 	s.lsn.Store(uint64(entries[0].pos))
 	s.lsnAt.Store(time.Now().UnixNano())
 	s.unverified.Store(true)
+	s.sawReplica.Store(entries[0].flags&tokenSawReplica != 0)
 	return withOpts(ctx, func(o *routeOpts) { o.session = s }), nil
 }
 
@@ -147,5 +156,9 @@ func (db *DB) Token(ctx context.Context) (string, error) {
 		s.pin = nil
 		s.mu.Unlock()
 	}
-	return encodeToken([]tokenEntry{{system: db.system, timeline: primary.Timeline(), pos: lsn.LSN(s.lsn.Load())}}), nil
+	var flags uint64
+	if s.sawReplica.Load() {
+		flags |= tokenSawReplica
+	}
+	return encodeToken([]tokenEntry{{system: db.system, timeline: primary.Timeline(), pos: lsn.LSN(s.lsn.Load()), flags: flags}}), nil
 }

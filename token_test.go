@@ -15,7 +15,7 @@ func TestTokenEncoding(t *testing.T) {
 	for _, e := range []tokenEntry{
 		{system: 1, timeline: 1, pos: 0},
 		{system: 0xDEADBEEF, timeline: 7, pos: 0x16_B374D848},
-		{system: 1<<32 - 1, timeline: 1<<32 - 1, pos: 1<<64 - 1},
+		{system: 1<<32 - 1, timeline: 1<<32 - 1, pos: 1<<64 - 1, flags: tokenSawReplica},
 	} {
 		tok := encodeToken([]tokenEntry{e})
 		got, err := decodeToken(tok)

@@ -1,6 +1,7 @@
 package switchyard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/switchyard-db/switchyard/internal/lsn"
 	"github.com/switchyard-db/switchyard/internal/pgerr"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
@@ -70,12 +72,13 @@ func (db *DB) beginReadOnly(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, er
 	if opts.IsoLevel == "" {
 		opts.IsoLevel = pgx.RepeatableRead
 	}
-	var t target
+	var t, routed target
 	if opts.IsoLevel == pgx.Serializable {
 		db.routes.transaction.Add(1)
 		t = target{node: db.cluster.Primary()}
 	} else {
-		t = db.plain(db.routeRead(ctx))
+		routed = db.routeRead(ctx)
+		t = db.plain(routed)
 	}
 	for attempt := 0; ; attempt++ {
 		if err := db.ready(ctx, &t); err != nil {
@@ -84,6 +87,19 @@ func (db *DB) beginReadOnly(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, er
 		t.node.Start()
 		inner, err := t.node.Pool.BeginTx(ctx, opts)
 		if err == nil {
+			if routed.capture && routed.sess.dirty() && t.node == db.cluster.Primary() {
+				// A session that wrote reads in this transaction on the
+				// primary: its snapshot, taken by this first statement,
+				// covers the writes, and so does the position read with it.
+				// Without it the session would stay dirty for as long as
+				// it only used read-only transactions.
+				var text string
+				if err := inner.QueryRow(ctx, captureSQL).Scan(&text); err == nil {
+					if l, err := lsn.Parse(text); err == nil {
+						db.captured(&routed, l)
+					}
+				}
+			}
 			return &tx{Tx: inner, db: db, target: t, readOnly: true, sess: optsFrom(ctx).session}, nil
 		}
 		t.node.Done(true)
@@ -110,9 +126,9 @@ type tx struct {
 
 var _ pgx.Tx = (*tx)(nil)
 
-// commitSQL commits and, in the same round trip and just before, reads the
-// transaction's id (NULL if it wrote nothing, so has nothing to lose).
-const commitSQL = "SELECT pg_current_xact_id_if_assigned()::text; COMMIT"
+// xidSQL reads the transaction's id (NULL if it wrote nothing, so has
+// nothing to lose), sent just ahead of COMMIT.
+const xidSQL = "SELECT pg_current_xact_id_if_assigned()::text"
 
 func (t *tx) Commit(ctx context.Context) error {
 	if t.finished {
@@ -138,43 +154,109 @@ func (t *tx) commit(ctx context.Context) error {
 		return pgx.ErrTxCommitRollback
 	}
 	primary, timeline := t.target.node, t.target.node.Timeline()
-	results, err := pg.Exec(ctx, commitSQL).ReadAll()
+
+	// One round trip: the id, a Flush (so the server sends the id before it
+	// runs COMMIT), COMMIT, Sync. Whatever then breaks, an id in hand means
+	// the outcome can be asked for, and no id means COMMIT had not begun
+	// when the id was due (or the reply was lost with the connection).
+	p := pg.StartPipeline(ctx)
+	p.SendQueryParams(xidSQL, nil, nil, nil, nil)
+	p.SendFlushRequest()
+	p.SendQueryParams("COMMIT", nil, nil, nil, nil)
+	err := p.Sync()
+	var xid []byte
+	gotXid := false
+	var tag pgconn.CommandTag
 	if err == nil {
-		if len(results) == 2 && results[1].CommandTag.String() == "ROLLBACK" {
+		xid, gotXid, err = readXid(p)
+	}
+	if err == nil {
+		tag, err = readTag(p)
+	}
+	if err == nil {
+		_, err = p.GetResults() // the Sync
+	}
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if tag.String() == "ROLLBACK" {
 			return pgx.ErrTxCommitRollback
 		}
 		return nil
 	}
+
 	var pgErr *pgconn.PgError
+	isPgErr := errors.As(err, &pgErr)
 	switch {
-	case errors.As(err, &pgErr) && !pgerr.NodeDown(err):
-		// The server answered: COMMIT failed (a deferred constraint, a
-		// serialization failure); nothing was committed.
-		return err
 	case pgconn.SafeToRetry(err):
-		// Nothing was sent; the connection, and the transaction, are gone.
-		return err
-	}
-	if len(results) == 0 || len(results[0].Rows) == 0 {
+		return err // nothing was sent; the connection and the transaction are gone
+	case isPgErr && !fatal(pgErr) && !gotXid:
+		return &errNotCommitted{err} // the SELECT failed, so COMMIT was skipped
+	case isPgErr && !fatal(pgErr):
+		return err // COMMIT failed (a deferred constraint, a serialization failure)
+	case !gotXid:
 		return fmt.Errorf("%w: the connection failed before the transaction id arrived: %w", ErrCommitUnknown, err)
+	case xid == nil:
+		return &errNotCommitted{err} // it wrote nothing, so nothing can have committed
 	}
-	xid := results[0].Rows[0][0]
-	if xid == nil {
-		// The transaction wrote nothing: whether COMMIT ran changes nothing.
-		return err
-	}
+	// The connection died, or the server ended the session, during COMMIT
+	// (a FATAL can even follow a commit: a canceled synchronous
+	// replication wait). Ask.
 	return t.db.resolve(ctx, primary, timeline, string(xid), err)
+}
+
+// readXid reads the result of xidSQL from a pipeline.
+func readXid(p *pgconn.Pipeline) (xid []byte, ok bool, err error) {
+	res, err := p.GetResults()
+	if err != nil {
+		return nil, false, err
+	}
+	rr, isReader := res.(*pgconn.ResultReader)
+	if !isReader {
+		return nil, false, fmt.Errorf("switchyard: unexpected %T reading the transaction id", res)
+	}
+	r := rr.Read()
+	if r.Err != nil {
+		return nil, false, r.Err
+	}
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
+		return nil, false, errors.New("switchyard: no transaction id in the reply")
+	}
+	if v := r.Rows[0][0]; v != nil {
+		xid = append([]byte(nil), v...)
+	}
+	return xid, true, nil
+}
+
+// readTag reads a command's tag from a pipeline.
+func readTag(p *pgconn.Pipeline) (pgconn.CommandTag, error) {
+	res, err := p.GetResults()
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	rr, isReader := res.(*pgconn.ResultReader)
+	if !isReader {
+		return pgconn.CommandTag{}, fmt.Errorf("switchyard: unexpected %T reading COMMIT's reply", res)
+	}
+	return rr.Close()
+}
+
+// fatal reports whether the server ended the session with err.
+func fatal(err *pgconn.PgError) bool {
+	sev := cmp.Or(err.SeverityUnlocalized, err.Severity)
+	return sev == "FATAL" || sev == "PANIC"
 }
 
 // resolveWindow bounds how long an in-doubt commit is asked about.
 func (db *DB) resolveWindow() time.Duration { return db.primaryWait + 5*time.Second }
 
-// errNotCommitted wraps the cause of a COMMIT that pg_xact_status showed was
-// not committed; Atomic may run the transaction again.
+// errNotCommitted wraps the cause of a COMMIT that did not happen, as the
+// protocol or pg_xact_status showed; Atomic may run the transaction again.
 type errNotCommitted struct{ cause error }
 
 func (e *errNotCommitted) Error() string {
-	return "switchyard: the connection died during COMMIT, and the transaction did not commit: " + e.cause.Error()
+	return "switchyard: the transaction did not commit: " + e.cause.Error()
 }
 func (e *errNotCommitted) Unwrap() error { return e.cause }
 

@@ -293,8 +293,8 @@ func (n *Node) StopImmediate(ctx context.Context) error {
 	return n.signalAndWait(ctx, syscall.SIGQUIT)
 }
 
-// Kill sends SIGKILL to every process of the server at once, as a machine
-// losing power would, and waits until they are all gone.
+// Kill sends SIGKILL to every process of the server, as a machine losing
+// power would, and waits until they are all gone.
 func (n *Node) Kill() error {
 	n.kill()
 	return nil
@@ -312,14 +312,16 @@ func (n *Node) signalAndWait(ctx context.Context, sig syscall.Signal) error {
 	}
 	select {
 	case <-done:
-		waitGroupGone(cmd.Process.Pid)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("switchyardtest: %s did not stop: %w", n.name, ctx.Err())
 	}
 }
 
-// kill SIGKILLs the server's whole process group and waits for it to go.
+// kill SIGKILLs every process of the server at once and waits until they
+// are all gone. PostgreSQL's children each lead a process group of their own
+// (setsid), so the postmaster is stopped first, to fork no more, and its
+// children are found by parent.
 func (n *Node) kill() {
 	n.mu.Lock()
 	cmd, done := n.cmd, n.done
@@ -328,20 +330,24 @@ func (n *Node) kill() {
 		return
 	}
 	pid := cmd.Process.Pid
+	syscall.Kill(pid, syscall.SIGSTOP)
+	kids := children(pid)
+	for _, k := range kids {
+		syscall.Kill(k, syscall.SIGKILL)
+	}
 	syscall.Kill(-pid, syscall.SIGKILL)
 	<-done
-	waitGroupGone(pid)
+	waitGone(append(kids, pid))
 }
 
-// waitGroupGone waits until no process is left in process group pgid, so
-// a restart finds no old backend attached to the shared memory.
-func waitGroupGone(pgid int) {
+// waitGone waits until none of pids is alive, so that a restart finds no
+// old backend attached to the shared memory.
+func waitGone(pids []int) {
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
+	for _, p := range pids {
+		for !exited(p) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -1,8 +1,12 @@
 package switchyardtest
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -60,4 +64,44 @@ func startProcess(cmd *exec.Cmd) error {
 	s := spawn{cmd: cmd, done: make(chan error, 1)}
 	spawns <- s
 	return <-s.done
+}
+
+// children lists the processes whose parent is pid, from /proc.
+func children(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) >= 2 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil && ppid == pid {
+				kids = append(kids, child)
+			}
+		}
+	}
+	return kids
+}
+
+// exited reports whether pid is gone or a zombie: a killed server process
+// whose parent died too is reaped by init when init gets to it, which in a
+// container may be never.
+func exited(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }

@@ -3,7 +3,10 @@
 package switchyardtest
 
 import (
+	"errors"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -19,3 +22,18 @@ func procAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 func removeSharedMemory(key, id int) {}
 
 func startProcess(cmd *exec.Cmd) error { return cmd.Start() }
+
+// children lists the processes whose parent is pid, with pgrep.
+func children(pid int) []int {
+	out, _ := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output()
+	var kids []int
+	for _, f := range strings.Fields(string(out)) {
+		if k, err := strconv.Atoi(f); err == nil {
+			kids = append(kids, k)
+		}
+	}
+	return kids
+}
+
+// exited reports whether pid is gone.
+func exited(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }

@@ -77,8 +77,13 @@ func readPIDFile(path string) pidFile {
 // removes its shared memory segment.
 func (pf pidFile) cleanUp() {
 	if pf.pid > 0 && isPostgres(pf.pid) {
-		syscall.Kill(-pf.pid, syscall.SIGKILL)
-		waitGroupGone(pf.pid)
+		syscall.Kill(pf.pid, syscall.SIGSTOP)
+		kids := children(pf.pid)
+		for _, k := range kids {
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+		syscall.Kill(pf.pid, syscall.SIGKILL)
+		waitGone(append(kids, pf.pid))
 	}
 	if pf.shmKey != 0 {
 		removeSharedMemory(pf.shmKey, pf.shmID)

@@ -75,6 +75,37 @@ func (c *Cluster) recordPrimary(pos lsn.LSN, at time.Time) {
 	c.next = (c.next + 1) % historySize
 }
 
+// lagAt estimates the lag of a replica that had replayed pos when polled at
+// sent. If the primary's history has a position short of pos, the lag is at
+// most the time since the newest such sample (the primary reached pos after
+// it). If the replica had replayed past every sample, it is at most the age
+// of the newest sample, and, if replayAge (the age of the last replayed
+// commit, negative if unknown) is smaller, at most that: a replica that
+// replays a busy primary's commits 20 ms late shows 20 ms.
+func (c *Cluster) lagAt(pos lsn.LSN, sent time.Time, replayAge time.Duration) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := len(c.history)
+	if k == 0 {
+		return 0
+	}
+	newest := c.history[(c.next-1+k)%k]
+	if newest.pos < pos || newest.pos == pos {
+		lag := max(time.Duration(sent.UnixNano()-newest.at), 0)
+		if replayAge >= 0 && replayAge < lag {
+			lag = replayAge
+		}
+		return lag
+	}
+	for i := 1; i < k; i++ {
+		s := c.history[(c.next-1-i+2*k)%k]
+		if s.pos < pos {
+			return max(time.Duration(sent.UnixNano()-s.at), 0)
+		}
+	}
+	return max(time.Duration(sent.UnixNano()-c.history[c.next%k].at), 0) // older than the history
+}
+
 // PrimaryPositionSince returns the primary's insert position as first
 // polled at or after t: everything committed by t is at or before it (a
 // conservative bound for "data at most d old"). With no such sample it
@@ -104,9 +135,11 @@ func (c *Cluster) Primary() *Node { return c.primary.Load() }
 func (c *Cluster) SetPrimary(n *Node) { c.primary.Store(n) }
 
 // eligible reports whether replica n may serve a read that needs at least
-// position min (0: any position).
-func (c *Cluster) eligible(n *Node, min lsn.LSN) bool {
-	return n.Role() == RoleReplica && n != c.Primary() && n.Healthy() && n.Position() >= min
+// position min (0: any position) from a replica at most maxLag behind
+// (negative: any lag).
+func (c *Cluster) eligible(n *Node, min lsn.LSN, maxLag time.Duration) bool {
+	return n.Role() == RoleReplica && n != c.Primary() && n.Healthy() && n.Position() >= min &&
+		(maxLag < 0 || n.Lag() <= maxLag)
 }
 
 // PickReplica chooses a healthy replica whose polled position is at least
@@ -115,18 +148,25 @@ func (c *Cluster) eligible(n *Node, min lsn.LSN) bool {
 // flight per unit of weight ("the power of two choices"): nearly as good as
 // always picking the least loaded, without herding every caller onto the
 // same replica between updates. It allocates nothing.
-func (c *Cluster) PickReplica(min lsn.LSN) *Node {
+func (c *Cluster) PickReplica(min lsn.LSN) *Node { return c.pick(min, -1) }
+
+// PickReplicaWithin chooses, as PickReplica does, among healthy replicas
+// whose replay lag was at most maxLag at their last poll: those that have
+// probably replayed what the primary wrote maxLag ago.
+func (c *Cluster) PickReplicaWithin(maxLag time.Duration) *Node { return c.pick(0, max(maxLag, 0)) }
+
+func (c *Cluster) pick(min lsn.LSN, maxLag time.Duration) *Node {
 	var total int64
 	for _, n := range c.Nodes {
-		if c.eligible(n, min) {
+		if c.eligible(n, min, maxLag) {
 			total += n.weight
 		}
 	}
 	if total == 0 {
 		return nil
 	}
-	a := c.weighted(rand.Int64N(total), min)
-	b := c.weighted(rand.Int64N(total), min)
+	a := c.weighted(rand.Int64N(total), min, maxLag)
+	b := c.weighted(rand.Int64N(total), min, maxLag)
 	switch {
 	case a == nil:
 		return b
@@ -143,9 +183,9 @@ func (c *Cluster) PickReplica(min lsn.LSN) *Node {
 // weighted returns the eligible replica in whose share of the total weight
 // r falls. Eligibility can change between the two passes; then it may
 // return nil, and PickReplica uses the other candidate.
-func (c *Cluster) weighted(r int64, min lsn.LSN) *Node {
+func (c *Cluster) weighted(r int64, min lsn.LSN, maxLag time.Duration) *Node {
 	for _, n := range c.Nodes {
-		if !c.eligible(n, min) {
+		if !c.eligible(n, min, maxLag) {
 			continue
 		}
 		if r < n.weight {
@@ -200,7 +240,7 @@ func (c *Cluster) elect(now time.Time) bool {
 	}
 	best.SetRole(RolePrimary)
 	current.SetRole(RoleReplica)
-	best.MarkUp(now.Add(maxBan)) // a promoted node starts in rotation
+	best.MarkUp(now, true) // a promoted node starts in rotation
 	c.primary.Store(best)
 	c.history, c.next = nil, 0 // positions on the old timeline say nothing about the new one
 	close(c.changed)

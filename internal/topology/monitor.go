@@ -49,7 +49,8 @@ func (m *Monitor) Close() {
 const pollSQL = `SELECT pg_is_in_recovery(),
 	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text,
 	CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int8 END,
-	current_setting('default_transaction_isolation') = 'read committed'`
+	current_setting('default_transaction_isolation') = 'read committed',
+	extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8`
 
 func (m *Monitor) watch(ctx context.Context, n *Node) {
 	defer m.wg.Done()
@@ -94,8 +95,9 @@ func (m *Monitor) poll(ctx context.Context, n *Node, conn **pgx.Conn, timeout ti
 	var inRecovery, readCommitted bool
 	var pos *string
 	var timeline int64
+	var replayAge *float64 // seconds since the last replayed commit was made
 	sent := time.Now()
-	if err := (*conn).QueryRow(ctx, pollSQL, pgx.QueryExecModeSimpleProtocol).Scan(&inRecovery, &pos, &timeline, &readCommitted); err != nil {
+	if err := (*conn).QueryRow(ctx, pollSQL, pgx.QueryExecModeSimpleProtocol).Scan(&inRecovery, &pos, &timeline, &readCommitted, &replayAge); err != nil {
 		return err
 	}
 	now := time.Now()
@@ -113,6 +115,12 @@ func (m *Monitor) poll(ctx context.Context, n *Node, conn **pgx.Conn, timeout ti
 				if n == m.cluster.Primary() {
 					m.cluster.recordPrimary(l, sent)
 				}
+			} else {
+				age := time.Duration(-1)
+				if replayAge != nil {
+					age = time.Duration(*replayAge * float64(time.Second))
+				}
+				n.lag.Store(int64(m.cluster.lagAt(l, sent, age)))
 			}
 			if l > before {
 				m.cluster.notify()
@@ -138,7 +146,7 @@ func (m *Monitor) poll(ctx context.Context, n *Node, conn **pgx.Conn, timeout ti
 		}
 		return nil
 	}
-	if n.MarkUp(now) {
+	if n.MarkUp(now, n == m.cluster.Primary()) {
 		m.log.Info("switchyard: node back", "node", n.Name, "role", n.Role().String())
 	}
 	return nil

@@ -67,6 +67,7 @@ type Node struct {
 	checkSafe atomic.Bool   // default isolation is READ COMMITTED: a freshness check may share a round trip with the read
 	timeline  atomic.Uint32 // a primary's timeline, as last polled
 	writable  atomic.Bool   // not in recovery, as last polled
+	lag       atomic.Int64  // a replica's replay lag in nanoseconds, as last estimated
 }
 
 // NewNode makes a node with the configured role and a weight (1 or more)
@@ -142,9 +143,10 @@ func (n *Node) MarkDown(now time.Time) bool {
 }
 
 // MarkUp puts the node back once its ban has expired, after the monitor
-// reached it. It reports whether the node came back.
-func (n *Node) MarkUp(now time.Time) bool {
-	if n.healthy.Load() || now.UnixNano() < n.bannedUntil.Load() {
+// reached it; a primary, which nothing can stand in for, comes back at once.
+// It reports whether the node came back.
+func (n *Node) MarkUp(now time.Time, primary bool) bool {
+	if n.healthy.Load() || !primary && now.UnixNano() < n.bannedUntil.Load() {
 		return false
 	}
 	n.upSince.Store(now.UnixNano())
@@ -176,6 +178,11 @@ func (n *Node) PolledAt() int64 { return n.polled.Load() }
 // COMMITTED, so that a freshness check sent ahead of a read in the same
 // round trip runs in an earlier snapshot than the read.
 func (n *Node) CheckSafe() bool { return n.checkSafe.Load() }
+
+// Lag is how far behind the primary a replica's replay was, in time, at its
+// last poll: the time since the primary first reached the position the
+// replica had replayed (0 when it had replayed all the primary had written).
+func (n *Node) Lag() time.Duration { return time.Duration(n.lag.Load()) }
 
 // Writable reports whether the node was out of recovery (accepting
 // writes) when last polled.
