@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchyard-db/switchyard"
+	"github.com/switchyard-db/switchyard/internal/compare"
 	"github.com/switchyard-db/switchyard/switchyardtest"
 )
 
@@ -23,14 +24,24 @@ const demoUsage = `Usage: switchyard demo [--lag DURATION]
 Starts a throwaway PostgreSQL primary with two streaming replicas on
 127.0.0.1, runs a short mixed workload through a switchyard.DB, and shows
 which server served each kind of statement, how reads spread over the
-replicas, and the DB's statistics. Everything it started is stopped and
-removed at the end (also on Ctrl-C). It takes a few seconds.
+replicas, and the DB's statistics. It ends with a short run of "switchyard
+compare": one workload through a naive router, a sticky one and switchyard,
+with the replicas lagging. Everything it started is stopped and removed at
+the end (also on Ctrl-C). It takes about ten seconds.
 
 Flags:
 `
 
 // demoBalanceReads is how many plain reads show the balancing.
 const demoBalanceReads = 200
+
+// The comparison at the end of the demo: small, to keep the demo short.
+const (
+	demoCompareSessions = 8
+	demoCompareDuration = 2 * time.Second
+	demoCompareLag1     = 20 * time.Millisecond
+	demoCompareLag2     = 50 * time.Millisecond
+)
 
 func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -82,7 +93,9 @@ func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	defer db.Close()
 
-	d := &demo{ctx: ctx, db: db, names: map[int]string{}}
+	// The tour runs in one session, as one request or job would: its reads
+	// see its own writes, and nothing older than it already read.
+	d := &demo{ctx: switchyard.WithSession(ctx), db: db, names: map[int]string{}}
 	fmt.Fprintf(stdout, "switchyard demo: a throwaway primary and %d streaming replicas on 127.0.0.1\n\n", len(replicas))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for _, n := range c.Nodes() {
@@ -98,12 +111,12 @@ func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	tw.Flush()
 
-	if err := d.setup(); err != nil {
+	if err := d.setup(ctx); err != nil {
 		return err
 	}
-	// Consistency tokens (read-your-writes) are not built yet: a replica
-	// sees a write only once it has replayed it. Wait for that here, so
-	// that what the reads below see does not depend on timing.
+	// The setup ran outside the tour's session, which therefore need not
+	// see it: a new session may read any replica. Wait until they all
+	// have it, so that the tour's first reads find the table everywhere.
 	if err := c.WaitReplicas(ctx); err != nil {
 		return err
 	}
@@ -112,15 +125,18 @@ func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	steps := []func() error{
 		d.plainSelect, d.lockWordsInText, d.batch, d.readOnlyTx, d.forcedRead,
 		d.selectForUpdate, d.insertReturning, d.updateExec, d.nextval, d.writingCTE, d.atomic, d.copyFrom,
+		d.readAfterWrites,
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(stdout, "\nWhere each statement ran. Pure reads go to a replica; anything that writes,")
-	fmt.Fprintln(stdout, "locks, or might, goes to the primary. (Each query also returned")
-	fmt.Fprintln(stdout, "inet_server_port() and pg_is_in_recovery(), which name the server that ran it.)")
+	fmt.Fprintln(stdout, "\nWhere each statement ran, all in one session (switchyard.WithSession). Pure")
+	fmt.Fprintln(stdout, "reads go to a replica; anything that writes, locks, or might, goes to the")
+	fmt.Fprintln(stdout, "primary; and a read right after the session wrote goes to the primary too, as")
+	fmt.Fprintln(stdout, "no replica can have the write yet. (Each query also returned inet_server_port()")
+	fmt.Fprintln(stdout, "and pg_is_in_recovery(), which name the server that ran it.)")
 	fmt.Fprintln(stdout)
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STATEMENT\tSQL (shortened)\tNODE\tROLE\tNOTE")
@@ -134,11 +150,43 @@ func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	d.printStats(stdout)
 
-	fmt.Fprintln(stdout, "\nNot built yet: consistency tokens (read-your-writes). Right after a write, a")
-	fmt.Fprintln(stdout, "replica may not have replayed it; use switchyard.Primary(ctx) for a read that")
-	fmt.Fprintln(stdout, "must see it. (This demo waited for the replicas after loading its data.)")
+	fmt.Fprintln(stdout, "\nA session's reads see its own writes (read-your-writes) and never older data")
+	fmt.Fprintln(stdout, "than it already read, in this process or, carried in a token (db.Token,")
+	fmt.Fprintln(stdout, "switchyard.WithToken, package httpsession), in another.")
+
+	if err := demoCompare(ctx, c, *lag, stdout, stderr); err != nil {
+		return err
+	}
 	fmt.Fprintf(stderr, "demo: done in %v; stopping the lab\n", time.Since(started).Round(time.Millisecond))
 	return nil
+}
+
+// demoCompare ends the demo with a short run of "switchyard compare" on the
+// demo's lab, its replicas made to lag first.
+func demoCompare(ctx context.Context, c *switchyardtest.Cluster, lag time.Duration, stdout, stderr io.Writer) error {
+	r := c.Replicas()
+	lag2 := max(lag, demoCompareLag2)
+	if err := r[0].SetApplyDelay(ctx, demoCompareLag1); err != nil {
+		return err
+	}
+	if err := r[1].SetApplyDelay(ctx, lag2); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nThe same workload through three routers, replica1 now replaying %v and replica2\n", demoCompareLag1)
+	fmt.Fprintf(stdout, "%v behind: %d sessions, each writing its own counter in 15%% of its operations,\n", lag2, demoCompareSessions)
+	fmt.Fprintf(stdout, "reading it back at once, and pausing 0-50ms in between; %v per router\n", demoCompareDuration)
+	fmt.Fprintln(stdout, "(\"switchyard compare\" runs it longer). naive sends every SELECT to a random")
+	fmt.Fprintln(stdout, "replica; sticky sends a session's SELECTs to the primary for 2s after it wrote")
+	fmt.Fprintln(stdout, "(Rails' default); switchyard goes by the replicas' replay positions. A stale")
+	fmt.Fprintln(stdout, "read returned less than its session had already written or read.")
+	fmt.Fprintln(stdout)
+	return runComparison(ctx, c, compare.Options{
+		Sessions: demoCompareSessions,
+		Duration: demoCompareDuration,
+		Logf: func(format string, args ...any) {
+			fmt.Fprintf(stderr, "compare: "+format+"\n", args...)
+		},
+	}, stdout)
 }
 
 const demoSeedRows = 100
@@ -198,8 +246,8 @@ func (d *demo) routedTo(before switchyard.Stats) (name, role string) {
 	return strings.Join(names, ","), strings.Join(roles, ",")
 }
 
-func (d *demo) setup() error {
-	_, err := d.db.Exec(d.ctx, `
+func (d *demo) setup(ctx context.Context) error {
+	_, err := d.db.Exec(ctx, `
 		CREATE TABLE demo_items (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL, qty int NOT NULL DEFAULT 0);
 		CREATE SEQUENCE demo_seq;
 		INSERT INTO demo_items (name, qty) SELECT 'item ' || g, g FROM generate_series(1, `+strconv.Itoa(demoSeedRows)+`) g`)
@@ -414,17 +462,30 @@ func (d *demo) copyFrom() error {
 	return nil
 }
 
-// balance runs plain reads one after another and counts where they ran.
+// readAfterWrites reads right after the session's writes.
+func (d *demo) readAfterWrites() error {
+	var count, port int
+	var rec bool
+	err := d.db.QueryRow(d.ctx, "SELECT count(*), inet_server_port(), pg_is_in_recovery() FROM demo_items").Scan(&count, &port, &rec)
+	if err != nil {
+		return fmt.Errorf("demo: SELECT after the writes: %w", err)
+	}
+	d.add("SELECT after writing", "SELECT count(*) FROM demo_items", port, rec, fmt.Sprintf("%d rows: sees the session's writes", count))
+	return nil
+}
+
+// balance runs plain reads one after another, each in a new session (as
+// many users' first reads would be), and counts where they ran.
 func (d *demo) balance(w io.Writer) error {
 	counts := map[string]int{}
 	for range demoBalanceReads {
 		var port int
-		if err := d.db.QueryRow(d.ctx, "SELECT inet_server_port()").Scan(&port); err != nil {
+		if err := d.db.QueryRow(switchyard.WithSession(d.ctx), "SELECT inet_server_port()").Scan(&port); err != nil {
 			return fmt.Errorf("demo: balancing reads: %w", err)
 		}
 		counts[d.name(port)]++
 	}
-	fmt.Fprintf(w, "\n%d more plain SELECTs, spread over the healthy replicas:\n\n", demoBalanceReads)
+	fmt.Fprintf(w, "\n%d more plain SELECTs, each in a new session, spread over the healthy replicas:\n\n", demoBalanceReads)
 	for _, s := range d.db.Stats().Nodes {
 		name := d.nodeName(s.Name)
 		if n := counts[name]; n > 0 || s.Role == switchyard.RoleReplica {
@@ -453,6 +514,8 @@ func (d *demo) printStats(w io.Writer) {
 	}
 	tw.Flush()
 	r := s.Routes
-	fmt.Fprintf(w, "\n  Routes: Replica %d, Forced %d, Write %d, Transaction %d, NoHealthyReplica %d, Retried %d\n",
-		r.Replica, r.Forced, r.Write, r.Transaction, r.NoHealthyReplica, r.Retried)
+	fmt.Fprintf(w, "\n  Routes: Replica %d, Checked %d (CheckFailed %d), AfterWrite %d, NotFresh %d, Forced %d,\n",
+		r.Replica, r.Checked, r.CheckFailed, r.AfterWrite, r.NotFresh, r.Forced)
+	fmt.Fprintf(w, "          Write %d, Transaction %d, NoHealthyReplica %d, Retried %d\n",
+		r.Write, r.Transaction, r.NoHealthyReplica, r.Retried)
 }

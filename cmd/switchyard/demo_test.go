@@ -9,7 +9,8 @@ import (
 )
 
 // TestDemo runs "switchyard demo" as the README tells a newcomer to, and
-// checks where its table says each kind of statement ran.
+// checks where its table says each kind of statement ran, and the shape of
+// the comparison at its end.
 func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -34,6 +35,7 @@ func TestDemo(t *testing.T) {
 		"data-modifying CTE":     "primary",
 		"db.Atomic (read-write)": "primary",
 		"CopyFrom":               "primary",
+		"SELECT after writing":   "primary",
 	}
 	for kind, role := range want {
 		got, ok := table[kind]
@@ -61,6 +63,7 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(stderr.String(), "stopped 3 servers") {
 		t.Errorf("no word of stopping the lab:\n%s", stderr.String())
 	}
+	checkCompareTable(t, out[strings.Index(out, "three routers"):])
 }
 
 type demoPlace struct{ node, role string }

@@ -25,6 +25,7 @@ const usage = `switchyard: PostgreSQL read replicas without stale reads.
 Usage:
   switchyard lab up [flags]   start a local primary with streaming replicas
   switchyard demo             run a mixed workload through switchyard on a throwaway lab
+  switchyard compare [flags]  one workload through a naive, a sticky and switchyard's router
   switchyard help [command]   show help for a command
 
 Run "switchyard lab --help" or "switchyard demo --help" for their flags.
@@ -79,6 +80,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return labCommand(ctx, rest, stdout, stderr)
 	case "demo":
 		return demoCommand(ctx, rest, stdout, stderr)
+	case "compare":
+		return compareCommand(ctx, rest, stdout, stderr)
 	default:
 		return usageErrorf("unknown command %q (try \"switchyard help\")", cmd)
 	}
