@@ -25,7 +25,7 @@ const replaySQL = "SELECT pg_last_wal_replay_lsn()::text"
 const checkSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
 
 // settleSQL waits until every transaction that was running on the primary
-// when it started has ended, for at most about 5 ms: a standby may already
+// when it started has ended, for at most about 20 ms: a standby may already
 // show a commit whose backend on the primary has written its commit record
 // but not yet left the process array (or set the commit log), so is still
 // running there (see target.settle). Short transactions end within
@@ -36,7 +36,7 @@ const settleSQL = `DO $settle$
 DECLARE
 	running xid8[] := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
 BEGIN
-	FOR i IN 1..50 LOOP
+	FOR i IN 1..200 LOOP
 		EXIT WHEN cardinality(running) = 0 OR NOT EXISTS (
 			SELECT FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x = ANY (running));
 		PERFORM pg_sleep(0.0001);

@@ -211,13 +211,14 @@ func (db *DB) captured(t *target, l lsn.LSN) {
 	if t.sess != db.global {
 		db.recordCapture(db.global, l, t.seenGlobal)
 	}
-	t.sess.unpinPrimary(db.cluster.Primary())
+	t.sess.unpinAll()
 }
 
-// replayed records the replay position read after a replica read.
+// replayed records the replay position read after a replica read. The
+// session stays pinned to the replica (which is at or past that position)
+// until the monitor knows as much, so its next reads can go there.
 func (db *DB) replayed(t *target, l lsn.LSN) {
 	t.sess.raise(l, time.Now().UnixNano())
-	t.sess.unpin(t.node)
 }
 
 // servedBy records that a read with target t has been served by t.node: its

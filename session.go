@@ -111,28 +111,24 @@ func (s *session) readFrom(n *topology.Node, now int64) {
 	s.mu.Unlock()
 }
 
-// unpinPrimary drops a pin on primary: a capture taken after the read
-// covers it.
-func (s *session) unpinPrimary(primary *topology.Node) {
+// unpinAll drops the session's pin: a capture on the primary, taken after
+// the pinned read, covers what that read saw.
+func (s *session) unpinAll() {
 	if !s.explicit {
 		return
 	}
 	s.sawReplica.Store(false)
-	s.unpin(primary)
-}
-
-// unpin drops a pin on n: a position read from n after the read covers it.
-func (s *session) unpin(n *topology.Node) {
 	s.mu.Lock()
-	if s.pin == n {
-		s.pin = nil
-	}
+	s.pin = nil
 	s.mu.Unlock()
 }
 
 // pinned returns the node the session must read from to be sure of
-// monotonic reads, folding the pin into the position once the monitor has
-// polled that replica since the read.
+// monotonic reads (it has seen data up to where that node was, and no more
+// is known of other nodes), or nil. The pinned node is always at or past the
+// session's position. The pin is dropped once the monitor has polled the
+// node since the read and found it at or past the session's position: from
+// then on, any node that far along will do.
 func (s *session) pinned(now int64) *topology.Node {
 	if !s.explicit {
 		return nil
@@ -144,8 +140,10 @@ func (s *session) pinned(now int64) *topology.Node {
 	}
 	if s.pin.PolledAt() > s.pinAt {
 		s.raise(s.pin.Position(), now)
-		s.pin = nil
-		return nil
+		if s.pin.Position() >= lsn.LSN(s.lsn.Load()) {
+			s.pin = nil
+			return nil
+		}
 	}
 	return s.pin
 }

@@ -157,8 +157,9 @@ func (t *tx) commit(ctx context.Context) error {
 
 	// One round trip: the id, a Flush (so the server sends the id before it
 	// runs COMMIT), COMMIT, Sync. Whatever then breaks, an id in hand means
-	// the outcome can be asked for, and no id means COMMIT had not begun
-	// when the id was due (or the reply was lost with the connection).
+	// the outcome can be asked for; an error from the server without the id
+	// means COMMIT never ran (replies arrive in order); a connection that
+	// simply broke before the id leaves the outcome unknown.
 	p := pg.StartPipeline(ctx)
 	p.SendQueryParams(xidSQL, nil, nil, nil, nil)
 	p.SendFlushRequest()
@@ -191,8 +192,11 @@ func (t *tx) commit(ctx context.Context) error {
 	switch {
 	case pgconn.SafeToRetry(err):
 		return err // nothing was sent; the connection and the transaction are gone
-	case isPgErr && !fatal(pgErr) && !gotXid:
-		return &errNotCommitted{err} // the SELECT failed, so COMMIT was skipped
+	case isPgErr && !gotXid:
+		// The server reported an error (or ended the session) before the
+		// id, which it sends before it runs COMMIT: the SELECT failed or
+		// was cut short, so COMMIT never ran.
+		return &errNotCommitted{err}
 	case isPgErr && !fatal(pgErr):
 		return err // COMMIT failed (a deferred constraint, a serialization failure)
 	case !gotXid:

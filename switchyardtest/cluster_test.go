@@ -436,9 +436,8 @@ func TestKilledOwnerLeavesNothing(t *testing.T) {
 			t.Errorf("server %d outlived the process that started it", pid)
 		}
 	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("the killed lab's directory should still be there before the sweep: %v", err)
-	}
+	// The next lab (here, or in another test binary running meanwhile)
+	// sweeps the directory.
 	switchyardtest.New(t, switchyardtest.Options{})
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the next lab did not sweep %s", dir)
