@@ -1,11 +1,7 @@
 package switchyard_test
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/switchyard-db/switchyard/switchyardtest"
 )
@@ -15,15 +11,5 @@ import (
 var shared *switchyardtest.Cluster
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := switchyardtest.Start(ctx, switchyardtest.Options{Replicas: 2})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	shared = c
-	code := m.Run()
-	c.Close()
-	os.Exit(code)
+	switchyardtest.Main(m, switchyardtest.Options{Replicas: 2}, &shared, nil)
 }

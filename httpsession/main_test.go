@@ -2,8 +2,6 @@ package httpsession_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -22,26 +20,10 @@ func lab() *switchyardtest.Cluster { return shared }
 const replicaDelay = 200 * time.Millisecond
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := switchyardtest.Start(ctx, switchyardtest.Options{
+	switchyardtest.Main(m, switchyardtest.Options{
 		Replicas:   2,
 		ApplyDelay: []time.Duration{0, replicaDelay},
-	})
-	if err == nil {
-		err = setup(ctx, c)
-	}
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		if c != nil {
-			c.Close()
-		}
-		os.Exit(1)
-	}
-	shared = c
-	code := m.Run()
-	c.Close()
-	os.Exit(code)
+	}, &shared, setup)
 }
 
 // setup makes the table the tests use, one counter per test, and waits

@@ -3,8 +3,6 @@ package integration_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -19,20 +17,10 @@ import (
 var lab *switchyardtest.Cluster
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := switchyardtest.Start(ctx, switchyardtest.Options{
+	switchyardtest.Main(m, switchyardtest.Options{
 		Replicas:   2,
 		ApplyDelay: []time.Duration{20 * time.Millisecond},
-	})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	lab = c
-	code := m.Run()
-	c.Close()
-	os.Exit(code)
+	}, &lab, nil)
 }
 
 func testCtx(t testing.TB) context.Context {

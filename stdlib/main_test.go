@@ -2,8 +2,6 @@ package stdlib_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -16,26 +14,10 @@ import (
 var shared *switchyardtest.Cluster
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := switchyardtest.Start(ctx, switchyardtest.Options{
+	switchyardtest.Main(m, switchyardtest.Options{
 		Replicas:   2,
 		ApplyDelay: []time.Duration{20 * time.Millisecond},
-	})
-	if err == nil {
-		err = setup(ctx, c)
-	}
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		if c != nil {
-			c.Close()
-		}
-		os.Exit(1)
-	}
-	shared = c
-	code := m.Run()
-	c.Close()
-	os.Exit(code)
+	}, &shared, setup)
 }
 
 // setup makes the tables the tests use and waits until the replicas have
