@@ -56,6 +56,7 @@ func benchSetup(b *testing.B) (*switchyard.DB, *pgxpool.Pool, *pgxpool.Pool) {
 func BenchmarkRead(b *testing.B) {
 	db, replica, _ := benchSetup(b)
 	ctx := context.Background()
+	sessionCtx := switchyard.WithSession(ctx)
 	const sql = "SELECT name FROM bench WHERE id = $1"
 	read := map[string]func(id int) error{
 		"pgxpool": func(id int) error {
@@ -66,8 +67,14 @@ func BenchmarkRead(b *testing.B) {
 			var name string
 			return db.QueryRow(ctx, sql, id).Scan(&name)
 		},
+		// In a session, a replica read also reads the replica's position
+		// after it, in the same round trip (monotonic reads).
+		"switchyard-session": func(id int) error {
+			var name string
+			return db.QueryRow(sessionCtx, sql, id).Scan(&name)
+		},
 	}
-	for _, name := range []string{"pgxpool", "switchyard"} {
+	for _, name := range []string{"pgxpool", "switchyard", "switchyard-session"} {
 		f := read[name]
 		b.Run("serial/"+name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -44,6 +44,7 @@ type routeCounters struct {
 	replica, forced, write, transaction, noHealthyReplica, retried atomic.Uint64
 	afterWrite, notFresh, checked, checkFailed, waited             atomic.Uint64
 	tokensClamped, tokensForeign, atomicRetries                    atomic.Uint64
+	inDoubtCommitted, inDoubtAborted, inDoubtUnknown               atomic.Uint64
 }
 
 // The method set that sqlc generates for pgx/v5 (DBTX, with CopyFrom and

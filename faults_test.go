@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,6 +104,7 @@ func TestAtomicSurvivesPrimaryCrashes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	c := switchyardtest.New(t, switchyardtest.Options{})
+	goroutines := runtime.NumGoroutine()
 	db := openDB(t, c, func(cfg *switchyard.Config) { cfg.PrimaryWait = 10 * time.Second })
 	if _, err := db.Exec(ctx, `
 		CREATE TABLE parent (op bigint PRIMARY KEY);
@@ -199,11 +201,13 @@ func TestAtomicSurvivesPrimaryCrashes(t *testing.T) {
 	if orphans != 0 {
 		t.Errorf("%d parents without all their children", orphans)
 	}
-	t.Logf("%d crashes in %v: %d blocks committed, %d failed cleanly, %d ErrCommitUnknown; AtomicRetries %d",
-		crashes, elapsed.Round(time.Second), committed, failed, unknown, db.Stats().Routes.AtomicRetries)
+	r := db.Stats().Routes
+	t.Logf("%d crashes in %v: %d blocks committed, %d failed cleanly, %d ErrCommitUnknown; %d safe retries; in-doubt commits resolved committed %d, not committed %d, unknown %d",
+		crashes, elapsed.Round(time.Second), committed, failed, unknown, r.AtomicRetries, r.InDoubtCommitted, r.InDoubtAborted, r.InDoubtUnknown)
 	if committed == 0 {
 		t.Error("no block committed")
 	}
+	closeAndCheckLeaks(t, c, db, goroutines)
 }
 
 // TestPrimaryDownReplicasUp: with the primary stopped, reads that replicas
@@ -258,6 +262,7 @@ func TestPrimaryDownReplicasUp(t *testing.T) {
 func TestFollowsPromotion(t *testing.T) {
 	ctx := testCtx(t)
 	c := switchyardtest.New(t, switchyardtest.Options{Replicas: 2})
+	goroutines := runtime.NumGoroutine()
 	db := openDB(t, c, func(cfg *switchyard.Config) { cfg.PrimaryWait = 10 * time.Second })
 	if _, err := db.Exec(ctx, "CREATE TABLE w (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"); err != nil {
 		t.Fatal(err)
@@ -337,4 +342,5 @@ func TestFollowsPromotion(t *testing.T) {
 	if errs.Load() != 0 {
 		t.Errorf("callers saw %d errors during the failover", errs.Load())
 	}
+	closeAndCheckLeaks(t, c, db, goroutines)
 }

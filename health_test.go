@@ -25,6 +25,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	if err := c.WaitReplicas(ctx); err != nil {
 		t.Fatal(err)
 	}
+	goroutines := runtime.NumGoroutine()
 	db := openDB(t, c)
 	victim := c.Replicas()[0]
 	victimName := fmt.Sprintf("127.0.0.1:%d", victim.Port())
@@ -124,6 +125,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	if failures.Load() != 0 {
 		t.Errorf("%d of %d reads failed; first: %v", failures.Load(), reads.Load(), firstErr.Load())
 	}
+	closeAndCheckLeaks(t, c, db, goroutines)
 }
 
 // TestEveryReplicaDown: reads go to the primary, without errors.

@@ -59,6 +59,10 @@ type RouteStats struct {
 	// AtomicRetries counts transactions Atomic ran again after a failure
 	// that proved nothing was committed.
 	AtomicRetries uint64
+	// InDoubtCommitted and InDoubtAborted count commits whose connection
+	// failed during COMMIT and whose outcome the primary then told;
+	// InDoubtUnknown counts those it could not (ErrCommitUnknown).
+	InDoubtCommitted, InDoubtAborted, InDoubtUnknown uint64
 	// Forced counts statements sent to the primary because their context
 	// came from Primary.
 	Forced uint64
@@ -118,6 +122,9 @@ func (db *DB) Stats() Stats {
 		TokensClamped:    db.routes.tokensClamped.Load(),
 		TokensForeign:    db.routes.tokensForeign.Load(),
 		AtomicRetries:    db.routes.atomicRetries.Load(),
+		InDoubtCommitted: db.routes.inDoubtCommitted.Load(),
+		InDoubtAborted:   db.routes.inDoubtAborted.Load(),
+		InDoubtUnknown:   db.routes.inDoubtUnknown.Load(),
 	}}
 	primary := db.cluster.Primary()
 	for _, n := range db.cluster.Nodes {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -127,8 +129,8 @@ type tx struct {
 var _ pgx.Tx = (*tx)(nil)
 
 // xidSQL reads the transaction's id (NULL if it wrote nothing, so has
-// nothing to lose), sent just ahead of COMMIT.
-const xidSQL = "SELECT pg_current_xact_id_if_assigned()::text"
+// nothing to lose) and when the server started, sent just ahead of COMMIT.
+const xidSQL = "SELECT pg_current_xact_id_if_assigned()::text, extract(epoch FROM pg_postmaster_start_time())::float8::text"
 
 func (t *tx) Commit(ctx context.Context) error {
 	if t.finished {
@@ -165,11 +167,11 @@ func (t *tx) commit(ctx context.Context) error {
 	p.SendFlushRequest()
 	p.SendQueryParams("COMMIT", nil, nil, nil, nil)
 	err := p.Sync()
-	var xid []byte
+	var xid, started []byte
 	gotXid := false
 	var tag pgconn.CommandTag
 	if err == nil {
-		xid, gotXid, err = readXid(p)
+		xid, started, gotXid, err = readXid(p)
 	}
 	if err == nil {
 		tag, err = readTag(p)
@@ -200,6 +202,7 @@ func (t *tx) commit(ctx context.Context) error {
 	case isPgErr && !fatal(pgErr):
 		return err // COMMIT failed (a deferred constraint, a serialization failure)
 	case !gotXid:
+		t.db.routes.inDoubtUnknown.Add(1)
 		return fmt.Errorf("%w: the connection failed before the transaction id arrived: %w", ErrCommitUnknown, err)
 	case xid == nil:
 		return &errNotCommitted{err} // it wrote nothing, so nothing can have committed
@@ -207,30 +210,30 @@ func (t *tx) commit(ctx context.Context) error {
 	// The connection died, or the server ended the session, during COMMIT
 	// (a FATAL can even follow a commit: a canceled synchronous
 	// replication wait). Ask.
-	return t.db.resolve(ctx, primary, timeline, string(xid), err)
+	return t.db.resolve(ctx, primary, timeline, inDoubt{xid: string(xid), started: string(started)}, err)
 }
 
 // readXid reads the result of xidSQL from a pipeline.
-func readXid(p *pgconn.Pipeline) (xid []byte, ok bool, err error) {
+func readXid(p *pgconn.Pipeline) (xid, started []byte, ok bool, err error) {
 	res, err := p.GetResults()
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	rr, isReader := res.(*pgconn.ResultReader)
 	if !isReader {
-		return nil, false, fmt.Errorf("switchyard: unexpected %T reading the transaction id", res)
+		return nil, nil, false, fmt.Errorf("switchyard: unexpected %T reading the transaction id", res)
 	}
 	r := rr.Read()
 	if r.Err != nil {
-		return nil, false, r.Err
+		return nil, nil, false, r.Err
 	}
-	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 {
-		return nil, false, errors.New("switchyard: no transaction id in the reply")
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 2 {
+		return nil, nil, false, errors.New("switchyard: no transaction id in the reply")
 	}
 	if v := r.Rows[0][0]; v != nil {
 		xid = append([]byte(nil), v...)
 	}
-	return xid, true, nil
+	return xid, append([]byte(nil), r.Rows[0][1]...), true, nil
 }
 
 // readTag reads a command's tag from a pipeline.
@@ -264,40 +267,102 @@ func (e *errNotCommitted) Error() string {
 }
 func (e *errNotCommitted) Unwrap() error { return e.cause }
 
-// resolve learns the outcome of transaction xid, whose COMMIT was sent to
+// inDoubt is a transaction whose COMMIT was sent when the connection failed:
+// its id, and when its server had started (seconds since the epoch, as text).
+type inDoubt struct {
+	xid, started string
+}
+
+// resolveSQL asks about an in-doubt transaction: its status; when the
+// server started; and, should it have restarted since, what crash recovery
+// accounted for. A transaction whose WAL had not reached disk at the crash
+// leaves no trace, and its id is handed out again after recovery: then
+// pg_xact_status reports the new owner's fate. Recovery accounts for every
+// id below the next id of its end-of-recovery checkpoint (a shutdown
+// checkpoint, so redo_lsn = checkpoint_lsn, taken after the start), and
+// commit timestamps, when tracked, tell the old owner's commit from the new
+// one's.
+const resolveSQL = `SELECT pg_xact_status($1::xid8),
+	extract(epoch FROM pg_postmaster_start_time())::float8::text,
+	c.checkpoint_lsn = c.redo_lsn AND c.checkpoint_time >= pg_postmaster_start_time(),
+	c.next_xid,
+	CASE WHEN current_setting('track_commit_timestamp')::bool
+		THEN pg_xact_commit_timestamp((($1::xid8)::text::numeric % 4294967296)::text::xid) < pg_postmaster_start_time() END
+FROM pg_control_checkpoint() c`
+
+// resolve learns the outcome of transaction d, whose COMMIT was sent to
 // primary (on timeline) when the connection failed with cause: it asks the
-// same primary, once it answers again, with pg_xact_status.
-func (db *DB) resolve(ctx context.Context, primary *topology.Node, timeline uint32, xid string, cause error) error {
+// same primary, once it answers again.
+func (db *DB) resolve(ctx context.Context, primary *topology.Node, timeline uint32, d inDoubt, cause error) error {
 	if primary.MarkDown(time.Now()) {
 		db.log.Warn("switchyard: node down", "node", primary.Name, "role", "primary", "err", cause)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.resolveWindow())
 	defer cancel()
+	unknown := func(why string) error {
+		db.routes.inDoubtUnknown.Add(1)
+		return fmt.Errorf("%w: transaction %s: %s: %w", ErrCommitUnknown, d.xid, why, cause)
+	}
 	for {
 		if p := db.cluster.Primary(); p != primary || (timeline != 0 && p.Timeline() != 0 && p.Timeline() != timeline) {
-			return fmt.Errorf("%w: the primary changed before the outcome of transaction %s could be learned: %w", ErrCommitUnknown, xid, cause)
+			return unknown("the primary changed before the outcome could be learned")
 		}
-		var status *string
-		err := primary.Pool.QueryRow(ctx, "SELECT pg_xact_status($1::xid8)", xid).Scan(&status)
+		var (
+			status, started, nextXid *string
+			endOfRecovery            *bool
+			committedBeforeStart     *bool
+		)
+		err := primary.Pool.QueryRow(ctx, resolveSQL, d.xid).Scan(&status, &started, &endOfRecovery, &nextXid, &committedBeforeStart)
 		switch {
 		case err == nil && status == nil:
-			return fmt.Errorf("%w: transaction %s is too old to look up: %w", ErrCommitUnknown, xid, cause)
-		case err == nil && *status == "committed":
-			db.log.Info("switchyard: in-doubt commit resolved: committed", "xid", xid)
-			return nil
-		case err == nil && *status == "aborted":
-			db.log.Info("switchyard: in-doubt commit resolved: aborted", "xid", xid)
+			return unknown("too old to look up")
+		case err == nil && *status == "in progress":
+			// The old backend is still committing: ask again.
+		case err == nil:
+			committed := *status == "committed"
+			if started == nil || *started != d.started {
+				// The server restarted: is the status ours?
+				switch {
+				case committedBeforeStart != nil:
+					committed = committed && *committedBeforeStart
+				case endOfRecovery == nil || !*endOfRecovery || nextXid == nil:
+					if committed {
+						return unknown("the server restarted, and its first checkpoint since is gone")
+					}
+				case !xidBelow(d.xid, *nextXid):
+					committed = false // unknown to recovery: its WAL was lost, and the id may be reused
+				}
+			}
+			if committed {
+				db.routes.inDoubtCommitted.Add(1)
+				db.log.Info("switchyard: in-doubt commit resolved: committed", "xid", d.xid)
+				return nil
+			}
+			db.routes.inDoubtAborted.Add(1)
+			db.log.Info("switchyard: in-doubt commit resolved: not committed", "xid", d.xid)
 			return &errNotCommitted{cause}
-		case err != nil && !pgerr.NodeDown(err):
-			return fmt.Errorf("%w: asking for transaction %s failed (%v): %w", ErrCommitUnknown, xid, err, cause)
+		case !pgerr.NodeDown(err):
+			return unknown(fmt.Sprintf("asking failed (%v)", err))
 		}
-		// Down, restarting, or the old backend is still committing.
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: the primary did not answer about transaction %s in %v: %w", ErrCommitUnknown, xid, db.resolveWindow(), cause)
+			return unknown(fmt.Sprintf("the primary did not answer in %v", db.resolveWindow()))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// xidBelow reports whether full transaction id xid (decimal) is below a
+// checkpoint's next_xid ("epoch:xid").
+func xidBelow(xid, next string) bool {
+	x, err1 := strconv.ParseUint(xid, 10, 64)
+	epoch, low, ok := strings.Cut(next, ":")
+	e, err2 := strconv.ParseUint(epoch, 10, 32)
+	l, err3 := strconv.ParseUint(low, 10, 32)
+	if err1 != nil || err2 != nil || err3 != nil || !ok {
+		return false
+	}
+	return x < e<<32|l
 }
 
 func (t *tx) Rollback(ctx context.Context) error {

@@ -3,6 +3,7 @@ package switchyardtest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,8 +288,20 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pids []int
+	var serverPIDs []int32 // every process of every server, not only postmasters
 	for _, n := range c.Nodes() {
 		pids = append(pids, n.PID())
+		conn, err := n.Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _ := conn.Query(ctx, "SELECT pid FROM pg_stat_activity")
+		ps, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		conn.Close(ctx)
+		if err != nil || len(ps) < 3 {
+			t.Fatalf("%s: server processes %v, %v", n.Name(), ps, err)
+		}
+		serverPIDs = append(serverPIDs, ps...)
 	}
 	dir := c.Dir()
 	if err := c.Close(); err != nil {
@@ -303,6 +316,12 @@ func TestCloseLeavesNothing(t *testing.T) {
 		}
 		if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("process group %d still exists after Close (%v)", pid, err)
+		}
+	}
+	for _, pid := range serverPIDs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("server process %d still running after Close: %s", pid, b)
 		}
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -460,5 +479,3 @@ func BenchmarkStart(b *testing.B) {
 		b.StartTimer()
 	}
 }
-
-var _ = pgx.Identifier{}
