@@ -3,7 +3,9 @@ package switchyard_test
 import (
 	"context"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -57,6 +59,14 @@ func BenchmarkRead(b *testing.B) {
 	db, replica, _ := benchSetup(b)
 	ctx := context.Background()
 	sessionCtx := switchyard.WithSession(ctx)
+	tok, err := db.Token(switchyard.WithSession(ctx))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokenCtx, err := switchyard.WithToken(ctx, tok)
+	if err != nil {
+		b.Fatal(err)
+	}
 	const sql = "SELECT name FROM bench WHERE id = $1"
 	read := map[string]func(id int) error{
 		"pgxpool": func(id int) error {
@@ -67,17 +77,23 @@ func BenchmarkRead(b *testing.B) {
 			var name string
 			return db.QueryRow(ctx, sql, id).Scan(&name)
 		},
-		// In a session, a replica read also reads the replica's position
-		// after it, in the same round trip (monotonic reads).
+		// In a session (monotonic reads by pinning: no extra work).
 		"switchyard-session": func(id int) error {
 			var name string
 			return db.QueryRow(sessionCtx, sql, id).Scan(&name)
 		},
+		// In a session that carries a token (httpsession's): a replica read
+		// also reads the replica's position in the same round trip.
+		"switchyard-token": func(id int) error {
+			var name string
+			return db.QueryRow(tokenCtx, sql, id).Scan(&name)
+		},
 	}
-	for _, name := range []string{"pgxpool", "switchyard", "switchyard-session"} {
+	for _, name := range []string{"pgxpool", "switchyard", "switchyard-session", "switchyard-token"} {
 		f := read[name]
 		b.Run("serial/"+name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := processCPU()
 			i := 0
 			for b.Loop() {
 				i++
@@ -85,12 +101,15 @@ func BenchmarkRead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 	for _, name := range []string{"pgxpool", "switchyard"} {
 		f := read[name]
 		b.Run("parallel/"+name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := processCPU()
+			defer reportCPU(b, cpu)
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
 				for pb.Next() {
@@ -112,6 +131,7 @@ func BenchmarkWrite(b *testing.B) {
 	const sql = "UPDATE bench SET name = name WHERE id = $1"
 	b.Run("pgxpool", func(b *testing.B) {
 		b.ReportAllocs()
+		cpu := processCPU()
 		i := 0
 		for b.Loop() {
 			i++
@@ -119,9 +139,11 @@ func BenchmarkWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		reportCPU(b, cpu)
 	})
 	b.Run("switchyard", func(b *testing.B) {
 		b.ReportAllocs()
+		cpu := processCPU()
 		i := 0
 		for b.Loop() {
 			i++
@@ -129,5 +151,20 @@ func BenchmarkWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		reportCPU(b, cpu)
 	})
+}
+
+// processCPU is the CPU time this process has used (user and system): the
+// client's side of a query, which is what a router adds to. Wall-clock
+// time on a small machine shared with the servers is too noisy to show a
+// few percent.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 }

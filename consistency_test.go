@@ -327,6 +327,31 @@ func TestRoundTrips(t *testing.T) {
 	if n := primaryTrips.Load() - before; n != 1 {
 		t.Errorf("Token right after a write took %d round trips, want 1", n)
 	}
+	// A session that carries a token (as httpsession's do) gets its next
+	// token after a replica read without a query either.
+	tok, err := db.Token(switchyard.WithSession(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, err := switchyard.WithToken(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReplicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // a few polls
+	var rec bool
+	if err := db.QueryRow(tctx, "SELECT pg_is_in_recovery() FROM counters WHERE id = 0").Scan(&rec); err != nil || !rec {
+		t.Fatalf("the token's read: on a replica %v, %v", rec, err)
+	}
+	before = primaryTrips.Load()
+	if _, err := db.Token(tctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := primaryTrips.Load() - before; n != 0 {
+		t.Errorf("Token after a replica read took %d round trips to the primary, want 0", n)
+	}
 }
 
 // tripCounter counts round trips: each query and each batch is one.

@@ -32,8 +32,9 @@ type target struct {
 
 	// replay: on a replica, read pg_last_wal_replay_lsn() after the read,
 	// in the same round trip: at least what the read saw, it becomes the
-	// session's position (monotonic reads without waiting for the monitor,
-	// and a Token that costs nothing after a read).
+	// session's position, so that a Token after the read costs no query.
+	// Only for sessions that carry tokens: the batch costs allocations, and
+	// a session pinned to the replica has monotonic reads without it.
 	replay bool
 
 	// settle: on the primary, wait (briefly, server-side, in the same round
@@ -129,7 +130,7 @@ func (db *DB) routeRead(ctx context.Context) target {
 	if pin := s.pinned(time.Now().UnixNano()); pin != nil {
 		if pin != primary && pin.Healthy() {
 			db.routes.replica.Add(1)
-			return target{node: pin, sess: s, replay: s.explicit}
+			return target{node: pin, sess: s, replay: s.carriesToken.Load()}
 		}
 		db.routes.notFresh.Add(1)
 		return db.primaryTarget(s)
@@ -137,7 +138,7 @@ func (db *DB) routeRead(ctx context.Context) target {
 	need := lsn.LSN(s.lsn.Load())
 	if n := db.cluster.PickReplica(need); n != nil {
 		db.routes.replica.Add(1)
-		return target{node: n, sess: s, replay: s.explicit}
+		return target{node: n, sess: s, replay: s.carriesToken.Load()}
 	}
 	if db.wait > 0 {
 		// Waiting sees the monitor's next polls, which a freshness check
@@ -145,7 +146,7 @@ func (db *DB) routeRead(ctx context.Context) target {
 		if n := db.waitForReplica(ctx, need); n != nil {
 			db.routes.replica.Add(1)
 			db.routes.waited.Add(1)
-			return target{node: n, sess: s, replay: s.explicit}
+			return target{node: n, sess: s, replay: s.carriesToken.Load()}
 		}
 		return db.toPrimary(s)
 	}
@@ -156,7 +157,7 @@ func (db *DB) routeRead(ctx context.Context) target {
 	since := s.lsnAt.Load()
 	if n := db.cluster.PickReplicaWithin(time.Duration(now - since)); n != nil && n.CheckSafe() && n.PolledAt() < since {
 		db.routes.checked.Add(1)
-		return target{node: n, sess: s, check: need, replay: s.explicit}
+		return target{node: n, sess: s, check: need, replay: s.carriesToken.Load()}
 	}
 	return db.toPrimary(s)
 }
@@ -219,6 +220,7 @@ func (db *DB) captured(t *target, l lsn.LSN) {
 // until the monitor knows as much, so its next reads can go there.
 func (db *DB) replayed(t *target, l lsn.LSN) {
 	t.sess.raise(l, time.Now().UnixNano())
+	t.sess.replayedAt(t.node)
 }
 
 // servedBy records that a read with target t has been served by t.node: its

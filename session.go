@@ -42,9 +42,15 @@ type session struct {
 	// sawReplica: a replica served the session since the primary last did
 	// (see target.settle).
 	sawReplica atomic.Bool
-	mu         sync.Mutex
-	pin        *topology.Node
-	pinAt      int64 // unix nanoseconds the pinned read finished
+	// carriesToken: the session came from a token or gave one out, so it
+	// will likely be asked for one again (httpsession asks at the end of
+	// every request). Its replica reads read the replica's position in the
+	// same round trip, so that the token then costs no query.
+	carriesToken atomic.Bool
+	mu           sync.Mutex
+	pin          *topology.Node
+	pinAt        int64 // unix nanoseconds the pinned read finished
+	pinExact     bool  // the pinned read's replay position is in lsn (target.replay)
 }
 
 // dirty reports whether the session may have written something that its
@@ -107,7 +113,25 @@ func (s *session) readFrom(n *topology.Node, now int64) {
 		s.sawReplica.Store(true)
 	}
 	s.mu.Lock()
-	s.pin, s.pinAt = n, now
+	s.pin, s.pinAt, s.pinExact = n, now, false
+	s.mu.Unlock()
+}
+
+// pinCovered reports whether the session's position covers its pinned
+// read, if any (no pin, or its exact replay position was recorded).
+func (s *session) pinCovered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pin == nil || s.pinExact
+}
+
+// replayedAt records that n's replay position after the pinned read is in
+// the session's position.
+func (s *session) replayedAt(n *topology.Node) {
+	s.mu.Lock()
+	if s.pin == n {
+		s.pinExact = true
+	}
 	s.mu.Unlock()
 }
 

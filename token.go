@@ -119,6 +119,7 @@ func WithToken(ctx context.Context, token string) (context.Context, error) {
 	s.lsnAt.Store(time.Now().UnixNano())
 	s.unverified.Store(true)
 	s.sawReplica.Store(entries[0].flags&tokenSawReplica != 0)
+	s.carriesToken.Store(true)
 	return withOpts(ctx, func(o *routeOpts) { o.session = s }), nil
 }
 
@@ -131,17 +132,25 @@ func (db *DB) Token(ctx context.Context) (string, error) {
 	}
 	s := db.sessionOf(ctx)
 	db.adopt(s)
+	s.carriesToken.Store(true)
 	now := time.Now().UnixNano()
 	primary := db.cluster.Primary()
-	if pin := s.pinned(now); pin != nil && primary.PolledAt() > s.pinAt {
-		// The primary was at least as far as the replica when it was last
-		// polled, after the replica's read.
-		s.raise(primary.Position(), now)
+	query := s.dirty()
+	if s.pinned(now) != nil && !s.pinCovered() {
+		// The session read from a node whose position after the read is
+		// not known yet. The primary was at least that far when polled
+		// after the read; failing that, ask it.
 		s.mu.Lock()
-		s.pin = nil
+		pinAt := s.pinAt
 		s.mu.Unlock()
+		if primary.PolledAt() > pinAt {
+			s.raise(primary.Position(), now)
+			s.unpinAll()
+		} else {
+			query = true
+		}
 	}
-	if s.dirty() || s.pinned(now) != nil {
+	if query {
 		seen := s.writes.Load()
 		var text string
 		if err := primary.Pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&text); err != nil {
@@ -152,9 +161,7 @@ func (db *DB) Token(ctx context.Context) (string, error) {
 			return "", err
 		}
 		db.recordCapture(s, l, seen)
-		s.mu.Lock()
-		s.pin = nil
-		s.mu.Unlock()
+		s.unpinAll()
 	}
 	var flags uint64
 	if s.sawReplica.Load() {
