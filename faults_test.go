@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/switchyardtest"
@@ -76,6 +77,13 @@ func TestAtomicRetriesConflicts(t *testing.T) {
 	})
 	if err == nil || attempts.Load() != 1 {
 		t.Errorf("a unique violation: %v after %d attempts, want an error after 1", err, attempts.Load())
+	}
+	// A retryable error is retried up to MaxAttempts, then returned.
+	attempts.Store(0)
+	conflict := &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+	if err := db.Atomic(ctx, func(tx pgx.Tx) error { attempts.Add(1); return conflict },
+		switchyard.MaxAttempts(3)); !errors.Is(err, conflict) || attempts.Load() != 3 {
+		t.Errorf("a serialization failure every time: %v after %d attempts, want it after 3", err, attempts.Load())
 	}
 	// Nor is an error of fn's own.
 	attempts.Store(0)
