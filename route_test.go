@@ -420,3 +420,39 @@ func TestStats(t *testing.T) {
 		}
 	}
 }
+
+// TestHiddenWriteRetriedOnPrimary: a function that writes, which the
+// classifier cannot know of, fails on a replica (25006) and is run again on
+// the primary without the caller seeing it; listed in WriteFunctions, it
+// goes to the primary at once.
+func TestHiddenWriteRetriedOnPrimary(t *testing.T) {
+	setupRouting(t)
+	ctx := testCtx(t)
+	if err := shared.Primary().Exec(ctx, `CREATE OR REPLACE FUNCTION bump() RETURNS int
+		LANGUAGE sql AS 'UPDATE items SET v = v + 1 WHERE id = 3 RETURNING v'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.WaitReplicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, shared)
+	var v int
+	var rec bool
+	if err := db.QueryRow(switchyard.WithSession(ctx), "SELECT bump(), pg_is_in_recovery()").Scan(&v, &rec); err != nil {
+		t.Fatalf("a hidden write: %v", err)
+	}
+	if rec {
+		t.Error("the hidden write ran on a replica")
+	}
+	if r := db.Stats().Routes; r.Retried != 1 || r.Replica != 1 {
+		t.Errorf("routes %+v: want one replica attempt, retried once", r)
+	}
+
+	listed := openDB(t, shared, func(c *switchyard.Config) { c.WriteFunctions = []string{"bump"} })
+	if err := listed.QueryRow(switchyard.WithSession(ctx), "SELECT bump(), pg_is_in_recovery()").Scan(&v, &rec); err != nil || rec {
+		t.Errorf("a listed write function: on a replica %v, %v", rec, err)
+	}
+	if r := listed.Stats().Routes; r.Retried != 0 || r.Write != 1 {
+		t.Errorf("routes %+v: want straight to the primary", r)
+	}
+}
