@@ -182,6 +182,10 @@ func (t *tx) commit(ctx context.Context) error {
 	if cerr := p.Close(); err == nil {
 		err = cerr
 	}
+	if err != nil && tag.String() == "COMMIT" {
+		// COMMIT's reply arrived: it committed, whatever broke after.
+		return nil
+	}
 	if err == nil {
 		if tag.String() == "ROLLBACK" {
 			return pgx.ErrTxCommitRollback
