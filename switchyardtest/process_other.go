@@ -37,3 +37,7 @@ func children(pid int) []int {
 
 // exited reports whether pid is gone.
 func exited(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+// processesIn is not available outside Linux; the postmaster's pid file
+// leads to the rest.
+func processesIn(dir string) []int { return nil }

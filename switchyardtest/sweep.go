@@ -32,6 +32,13 @@ func sweepStaleLabs() {
 		if err != nil || owner <= 0 || alive(owner) {
 			continue
 		}
+		// Orphaned backends may outlive their postmaster for a moment and
+		// keep its shared memory attached: kill them first.
+		orphans := processesIn(dir)
+		for _, p := range orphans {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		waitGone(orphans)
 		pidFiles, _ := filepath.Glob(filepath.Join(dir, "*", "postmaster.pid"))
 		for _, pf := range pidFiles {
 			readPIDFile(pf).cleanUp()
