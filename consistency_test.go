@@ -429,3 +429,37 @@ func TestReplicaWait(t *testing.T) {
 		t.Errorf("read %d (wrote %d), on a replica: %v; routes %+v", got, v, rec, db.Stats().Routes)
 	}
 }
+
+// TestRetriedReadAdvancesSession: a read re-run on the primary (here a
+// function that writes, which failed on the replica with 25006) carries the
+// session's position along like any primary read, so the session's next
+// read sees what it did, even with the replica 300 ms behind.
+func TestRetriedReadAdvancesSession(t *testing.T) {
+	ctx := testCtx(t)
+	c := laggingLab(t, 1, 300*time.Millisecond)
+	if err := c.Primary().Exec(ctx, `CREATE FUNCTION bump() RETURNS bigint
+		LANGUAGE sql AS 'UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReplicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, c)
+	time.Sleep(100 * time.Millisecond) // the monitor sees the replica caught up
+	for i := 0; i < 5; i++ {
+		s := switchyard.WithSession(ctx)
+		var bumped, seen int64
+		if err := db.QueryRow(s, "SELECT bump()").Scan(&bumped); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow(s, "SELECT v FROM counters WHERE id = 0").Scan(&seen); err != nil {
+			t.Fatal(err)
+		}
+		if seen < bumped {
+			t.Fatalf("round %d: read %d after the session's function wrote %d", i, seen, bumped)
+		}
+	}
+	if r := db.Stats().Routes; r.Retried == 0 {
+		t.Errorf("routes %+v: the function never went to the replica first", r)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/pgerr"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
@@ -110,10 +111,16 @@ func (db *DB) retryRead(ctx context.Context, t target, err error, attempt int, a
 	switch {
 	case !again:
 		return target{}
+	case toPrimary && pgerr.Code(err) == pgerr.ReadOnlySQLTransaction:
+		// It writes after all (a function the classifier cannot see into).
+		t = target{node: db.cluster.Primary(), sess: t.sess, write: true}
 	case toPrimary:
-		return target{node: db.cluster.Primary()}
+		// Like any read on the primary, it carries the session's position
+		// along: it sees the newest data.
+		t = db.primaryTarget(t.sess)
+	default:
+		t = db.routeRead(ctx)
 	}
-	t = db.routeRead(ctx)
 	if hasOptions(args) {
 		t = db.plain(t)
 	}
@@ -125,6 +132,9 @@ func (db *DB) execRead(ctx context.Context, t *target, sql string, args []any) (
 		return pgconn.CommandTag{}, err
 	}
 	n := t.node
+	if t.write {
+		defer db.writeDone(db.writeStartedFor(t.explicitSession()))
+	}
 	n.Start()
 	if !t.capture && t.check == 0 && !t.replay {
 		tag, err := n.Pool.Exec(ctx, sql, args...)
@@ -268,6 +278,10 @@ func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) 
 		return nil, err
 	}
 	n := t.node
+	var wrote *session // for a write: the session it dirties, ended with its rows
+	if t.write {
+		wrote = db.writeStartedFor(t.explicitSession())
+	}
 	n.Start()
 	var (
 		br    pgx.BatchResults
@@ -288,7 +302,7 @@ func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) 
 		inner, err = n.Pool.Query(ctx, sql, args...)
 	}
 	if err == nil {
-		r := &rows{Rows: inner, node: n, batch: br, db: db, target: *t}
+		r := &rows{Rows: inner, node: n, batch: br, db: db, target: *t, wrote: t.write, sess: wrote}
 		if inner.Next() {
 			r.peeked = true
 			db.servedBy(t)
@@ -304,6 +318,9 @@ func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) 
 		br.Close()
 	}
 	n.Done(true)
+	if t.write {
+		db.writeDone(wrote)
+	}
 	return nil, err
 }
 

@@ -37,6 +37,11 @@ type target struct {
 	// a session pinned to the replica has monotonic reads without it.
 	replay bool
 
+	// write: the statement turned out to write (a replica refused it with
+	// 25006): it runs on the primary as a write, dirtying the session, and
+	// carries no capture (which would run before its own commit).
+	write bool
+
 	// settle: on the primary, wait (briefly, server-side, in the same round
 	// trip, ahead of the read) until no transaction whose commit is already
 	// durable is still invisible there. A standby can replay and show a
@@ -44,6 +49,15 @@ type target struct {
 	// process array; a session that saw such a commit on a replica would
 	// otherwise not find it on the primary a moment later.
 	settle bool
+}
+
+// explicitSession is the session a write through t dirties besides the
+// DB's: t's own, unless that is the DB-wide one.
+func (t *target) explicitSession() *session {
+	if t.sess != nil && t.sess.explicit {
+		return t.sess
+	}
+	return nil
 }
 
 // plain drops the extras of a target, for paths that cannot carry them (a

@@ -77,7 +77,7 @@ func (db *DB) beginReadOnly(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, er
 	var t, routed target
 	if opts.IsoLevel == pgx.Serializable {
 		db.routes.transaction.Add(1)
-		t = target{node: db.cluster.Primary()}
+		t = db.plain(db.primaryTarget(optsFrom(ctx).session))
 	} else {
 		routed = db.routeRead(ctx)
 		t = db.plain(routed)
