@@ -1,11 +1,15 @@
 package switchyard_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchyard-db/switchyard"
 )
@@ -67,11 +71,17 @@ func TestBadInput(t *testing.T) {
 	}
 
 	t.Run("unreachable replica is not fatal", func(t *testing.T) {
-		db, err := switchyard.Open(ctx, switchyard.Config{Primary: primary, Replicas: []string{dead}})
+		var logs syncBuffer
+		db, err := switchyard.Open(ctx, switchyard.Config{Primary: primary, Replicas: []string{dead},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer db.Close()
+		time.Sleep(100 * time.Millisecond) // a few failed monitor polls
+		if out := logs.String(); !strings.Contains(out, "replica out of rotation") || strings.Contains(out, secret) {
+			t.Errorf("the log should name the down replica and never its password:\n%s", out)
+		}
 		var rec bool
 		if err := db.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil || rec {
 			t.Errorf("read with the only replica down: %v, %v", rec, err)
@@ -127,4 +137,22 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("a read through Connect: in recovery %v, %v", rec, err)
 		}
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the monitor's goroutines to log to.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
