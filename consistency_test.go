@@ -375,21 +375,11 @@ func TestMaxStaleness(t *testing.T) {
 	ctx := testCtx(t)
 	c := laggingLab(t, 1, 500*time.Millisecond)
 	db := openDB(t, c)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // keep the primary writing, so the replica is really behind
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			c.Primary().Exec(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0")
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	// Keep the primary writing, so that the replica is really behind.
+	defer load(1, func(int) {
+		time.Sleep(5 * time.Millisecond)
+		c.Primary().Exec(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0")
+	})()
 	time.Sleep(time.Second)
 	onReplica := func(d time.Duration) bool {
 		var rec bool

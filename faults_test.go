@@ -142,22 +142,7 @@ func TestAtomicSurvivesPrimaryCrashes(t *testing.T) {
 
 	// Four workers save blocks without pause while the primary is crashed
 	// every 20-120 ms of uptime and restarted.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				save(ctx)
-			}
-		}()
-	}
+	stop := load(4, func(int) { save(ctx) })
 	start := time.Now()
 	for i := 0; i < crashes; i++ {
 		time.Sleep(time.Duration(20_000+rand.IntN(100_000)) * time.Microsecond)
@@ -174,8 +159,7 @@ func TestAtomicSurvivesPrimaryCrashes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	elapsed := time.Since(start)
 
 	var committed, failed, unknown int
@@ -282,41 +266,27 @@ func TestFollowsPromotion(t *testing.T) {
 	var lastErr atomic.Value
 	var mu sync.Mutex
 	var okTimes []time.Time
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				err := db.Atomic(ctx, func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, "INSERT INTO w DEFAULT VALUES")
-					return err
-				})
-				if err != nil {
-					if errors.Is(err, switchyard.ErrCommitUnknown) {
-						// The old primary went away during this COMMIT and
-						// another became primary: the outcome cannot be
-						// learned, and switchyard says so rather than guess.
-						unknown.Add(1)
-					} else {
-						errs.Add(1)
-						lastErr.Store(err)
-					}
-					continue
-				}
-				writes.Add(1)
-				mu.Lock()
-				okTimes = append(okTimes, time.Now())
-				mu.Unlock()
-			}
-		}()
-	}
+	stop := load(4, func(int) {
+		err := db.Atomic(ctx, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO w DEFAULT VALUES")
+			return err
+		})
+		switch {
+		case errors.Is(err, switchyard.ErrCommitUnknown):
+			// The old primary went away during this COMMIT and another
+			// became primary: the outcome cannot be learned, and
+			// switchyard says so rather than guess.
+			unknown.Add(1)
+		case err != nil:
+			errs.Add(1)
+			lastErr.Store(err)
+		default:
+			writes.Add(1)
+			mu.Lock()
+			okTimes = append(okTimes, time.Now())
+			mu.Unlock()
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	old, next := c.Primary(), c.Replicas()[0]
 	stopped := time.Now()
@@ -328,8 +298,7 @@ func TestFollowsPromotion(t *testing.T) {
 	}
 	promoted := time.Now()
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
+	stop()
 
 	mu.Lock()
 	var gap time.Duration

@@ -3,10 +3,11 @@ package switchyard_test
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/switchyardtest"
@@ -40,46 +41,26 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 
 	var reads, failures atomic.Int64
 	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := 0; g < 16; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var v string
-				var err error
-				if i%2 == 0 {
-					err = db.QueryRow(ctx, "SELECT v FROM t WHERE id = $1", i%100+1).Scan(&v)
-				} else {
-					var rows []string
-					r, qerr := db.Query(ctx, "SELECT v FROM t WHERE id <= 5 ORDER BY id")
-					if qerr == nil {
-						for r.Next() {
-							var s string
-							r.Scan(&s)
-							rows = append(rows, s)
-						}
-						qerr = r.Err()
-						if qerr == nil && len(rows) != 5 {
-							qerr = fmt.Errorf("%d rows", len(rows))
-						}
-					}
-					err = qerr
-				}
-				reads.Add(1)
-				if err != nil {
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
+	stop := load(16, func(i int) {
+		var err error
+		if i%2 == 0 {
+			var v string
+			err = db.QueryRow(ctx, "SELECT v FROM t WHERE id = $1", i%100+1).Scan(&v)
+		} else {
+			// A failed Query's rows carry its error; CollectRows returns it.
+			rows, _ := db.Query(ctx, "SELECT v FROM t WHERE id <= 5 ORDER BY id")
+			var vs []string
+			vs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			if err == nil && len(vs) != 5 {
+				err = fmt.Errorf("%d rows", len(vs))
 			}
-		}()
-	}
+		}
+		reads.Add(1)
+		if err != nil {
+			failures.Add(1)
+			firstErr.CompareAndSwap(nil, err)
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	if routedTo(victimName) == 0 {
 		t.Fatal("the victim served no reads before it was killed")
@@ -117,8 +98,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	rejoined := time.Since(back)
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("%d reads, %d failed; reads stopped reaching the dead replica %v after SIGKILL; it rejoined %v after restart; routes %+v",
 		reads.Load(), failures.Load(), settled.Round(time.Millisecond), rejoined.Round(time.Millisecond), db.Stats().Routes)
 	if failures.Load() != 0 {
