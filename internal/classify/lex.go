@@ -22,6 +22,9 @@ const (
 	tError          // unterminated literal, comment or identifier: PostgreSQL rejects the text
 )
 
+// punctuation maps the one-byte tokens to their kinds (tEOF: not one).
+var punctuation = [256]tokKind{'(': tLParen, ')': tRParen, ',': tComma, ';': tSemi, '.': tDot}
+
 // Token flags.
 const (
 	// fPlain marks a string whose body s:e is its value (no escapes, doubled
@@ -205,21 +208,9 @@ func (l *lexer) next() token {
 		return token{kind: tOther, s: int32(i), e: int32(i + 1)}
 	case isDigit(c) || c == '.' && i+1 < n && isDigit(src[i+1]):
 		return l.number(i)
-	case c == '(':
+	case punctuation[c] != tEOF:
 		l.pos = i + 1
-		return token{kind: tLParen, s: int32(i), e: int32(i + 1)}
-	case c == ')':
-		l.pos = i + 1
-		return token{kind: tRParen, s: int32(i), e: int32(i + 1)}
-	case c == ',':
-		l.pos = i + 1
-		return token{kind: tComma, s: int32(i), e: int32(i + 1)}
-	case c == ';':
-		l.pos = i + 1
-		return token{kind: tSemi, s: int32(i), e: int32(i + 1)}
-	case c == '.':
-		l.pos = i + 1
-		return token{kind: tDot, s: int32(i), e: int32(i + 1)}
+		return token{kind: punctuation[c], s: int32(i), e: int32(i + 1)}
 	case isOpChar(c):
 		// An operator never contains "--" or "/*": a comment starts there.
 		j := i + 1
