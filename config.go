@@ -4,18 +4,31 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard-db/switchyard/internal/engine"
 )
 
-// Config says which servers to use and how. Only Primary is required.
+// Config says which servers to use and how. Primary (or ConnString) is
+// required.
 type Config struct {
 	// Primary is the connection string (a postgres:// URL or libpq's
 	// key=value form) of the server that takes writes.
 	Primary string
+
+	// ConnString, instead of Primary and Replicas, is one libpq-style
+	// connection string that lists every server
+	// (postgres://app@h1:5432,h2:5433,h3/app), as ParseConfig returns it.
+	// Open asks each host whether it is in recovery: the one that is not is
+	// the primary, the others are replicas. Hosts that cannot be reached
+	// are kept as replicas that are down; at least the primary must answer.
+	ConnString string
 
 	// Replicas are the connection strings of its streaming replicas. Reads
 	// go to the primary while there are none (or none is healthy).
@@ -59,9 +72,30 @@ type Config struct {
 
 // Defaults for Config's durations.
 const (
-	DefaultMonitorInterval = 25 * time.Millisecond
-	DefaultPrimaryWait     = 5 * time.Second
+	DefaultMonitorInterval = engine.DefaultMonitorInterval
+	DefaultPrimaryWait     = engine.DefaultPrimaryWait
 )
+
+// ParseConfig returns a Config for a libpq-style connection string that
+// lists every server (postgres://app@h1:5432,h2:5433,h3/app; a single host
+// is fine too), so that the other fields can be set before Open:
+//
+//	cfg, err := switchyard.ParseConfig(os.Getenv("DATABASE_URL"))
+//	cfg.Logger, cfg.ReplicaWait = logger, 50*time.Millisecond
+//	db, err := switchyard.Open(ctx, cfg)
+//
+// It checks the string as Open will (every option pgx knows, each host
+// once) without connecting. Errors wrap ErrConfig and never show the
+// password.
+func ParseConfig(connString string) (Config, error) {
+	if strings.TrimSpace(connString) == "" {
+		return Config{}, fmt.Errorf("%w: empty connection string", ErrConfig)
+	}
+	if _, err := hostSpecs(connString); err != nil {
+		return Config{}, err
+	}
+	return Config{ConnString: connString}, nil
+}
 
 // nodeSpec is one server to open.
 type nodeSpec struct {
@@ -115,22 +149,91 @@ func nodeName(cfg *pgxpool.Config) string {
 	return host + ":" + strconv.Itoa(int(cfg.ConnConfig.Port))
 }
 
-// specs validates the Config and parses every node.
-func (c *Config) specs() ([]nodeSpec, error) {
+// specs validates the Config and parses every node. discover says whether
+// the nodes' roles are to be found (ConnString).
+func (c *Config) specs() (specs []nodeSpec, discover bool, err error) {
+	if c.ConnString != "" {
+		if c.Primary != "" || len(c.Replicas) > 0 || len(c.ReplicaWeights) > 0 {
+			return nil, false, fmt.Errorf("%w: set either ConnString or Primary and Replicas, not both", ErrConfig)
+		}
+		if err := c.checkDurations(); err != nil {
+			return nil, false, err
+		}
+		specs, err := hostSpecs(c.ConnString)
+		if err != nil {
+			return nil, false, err
+		}
+		if c.ConfigurePool != nil {
+			for _, s := range specs {
+				c.ConfigurePool(s.config)
+			}
+		}
+		return specs, true, nil
+	}
+	specs, err = c.nodeSpecs()
+	return specs, false, err
+}
+
+// hostSpecs splits a multi-host connection string into one spec per host.
+func hostSpecs(connString string) ([]nodeSpec, error) {
+	base, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, redactedHosts(connString), redact(err.Error(), connString))
+	}
+	base.ConnConfig.ValidateConnect = nil
+	return splitHosts(base)
+}
+
+// splitHosts turns a multi-host configuration into one per host. pgx
+// lists a host once per TLS attempt, one after the other (sslmode=prefer
+// tries TLS, then plain), so those attempts stay together as the host's own
+// fallbacks; a host named again later is a mistake.
+func splitHosts(base *pgxpool.Config) ([]nodeSpec, error) {
+	var specs []nodeSpec
+	index := map[string]int{}
+	cc := base.ConnConfig
+	attempts := append([]*pgconn.FallbackConfig{{Host: cc.Host, Port: cc.Port, TLSConfig: cc.TLSConfig}}, cc.Fallbacks...)
+	for _, fb := range attempts {
+		cfg := base.Copy()
+		cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.TLSConfig = fb.Host, fb.Port, fb.TLSConfig
+		cfg.ConnConfig.Fallbacks = nil
+		name := nodeName(cfg)
+		if i, ok := index[name]; ok {
+			if i != len(specs)-1 {
+				return nil, fmt.Errorf("%w: host %s is listed twice", ErrConfig, name)
+			}
+			specs[i].config.ConnConfig.Fallbacks = append(specs[i].config.ConnConfig.Fallbacks, fb)
+			continue
+		}
+		index[name] = len(specs)
+		specs = append(specs, nodeSpec{name: name, config: cfg, weight: 1})
+	}
+	return specs, nil
+}
+
+func (c *Config) checkDurations() error {
+	if c.PrimaryWait < 0 {
+		return fmt.Errorf("%w: PrimaryWait %v is negative", ErrConfig, c.PrimaryWait)
+	}
+	if c.ReplicaWait < 0 {
+		return fmt.Errorf("%w: ReplicaWait %v is negative", ErrConfig, c.ReplicaWait)
+	}
+	if c.MonitorInterval < 0 {
+		return fmt.Errorf("%w: MonitorInterval %v is negative", ErrConfig, c.MonitorInterval)
+	}
+	return nil
+}
+
+// nodeSpecs parses Primary and Replicas.
+func (c *Config) nodeSpecs() ([]nodeSpec, error) {
 	if strings.TrimSpace(c.Primary) == "" {
 		return nil, fmt.Errorf("%w: Primary is empty", ErrConfig)
 	}
 	if c.ReplicaWeights != nil && len(c.ReplicaWeights) != len(c.Replicas) {
 		return nil, fmt.Errorf("%w: %d ReplicaWeights for %d Replicas", ErrConfig, len(c.ReplicaWeights), len(c.Replicas))
 	}
-	if c.PrimaryWait < 0 {
-		return nil, fmt.Errorf("%w: PrimaryWait %v is negative", ErrConfig, c.PrimaryWait)
-	}
-	if c.ReplicaWait < 0 {
-		return nil, fmt.Errorf("%w: ReplicaWait %v is negative", ErrConfig, c.ReplicaWait)
-	}
-	if c.MonitorInterval < 0 {
-		return nil, fmt.Errorf("%w: MonitorInterval %v is negative", ErrConfig, c.MonitorInterval)
+	if err := c.checkDurations(); err != nil {
+		return nil, err
 	}
 	primary, err := parseNode("primary", c.Primary, c.ConfigurePool)
 	if err != nil {
@@ -188,6 +291,14 @@ func redactedHosts(connString string) string {
 
 // redact removes connString's password from msg, whatever the form it took.
 func redact(msg, connString string) string {
+	for _, s := range secretsIn(connString) {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	return msg
+}
+
+// secretsIn returns the forms connString's password may take in a message.
+func secretsIn(connString string) []string {
 	var secrets []string
 	if u, err := url.Parse(connString); err == nil && u.User != nil {
 		if p, ok := u.User.Password(); ok && p != "" {
@@ -209,10 +320,5 @@ func redact(msg, connString string) string {
 			}
 		}
 	}
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "xxxxx")
-		}
-	}
-	return msg
+	return slices.DeleteFunc(secrets, func(s string) bool { return s == "" })
 }

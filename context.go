@@ -3,30 +3,26 @@ package switchyard
 import (
 	"context"
 	"time"
+
+	"github.com/switchyard-db/switchyard/internal/engine"
 )
 
 // ctxKey carries switchyard's per-context routing options.
 type ctxKey struct{}
 
-// routeOpts is what a context asks of routing. Contexts hold a pointer to an
-// immutable value, so reading it costs one ctx.Value and no allocation.
-type routeOpts struct {
-	primary      bool          // everything to the primary
-	session      *session      // nil: the DB-wide session
-	maxStaleness time.Duration // > 0: reads accept data this old
+// optsFrom returns what ctx asks of routing, or nil for nothing. Contexts
+// hold a pointer to an immutable value, so reading it costs one ctx.Value
+// and no allocation.
+func optsFrom(ctx context.Context) *engine.Options {
+	o, _ := ctx.Value(ctxKey{}).(*engine.Options)
+	return o
 }
 
-var noOpts routeOpts
-
-func optsFrom(ctx context.Context) *routeOpts {
-	if o, ok := ctx.Value(ctxKey{}).(*routeOpts); ok {
-		return o
+func withOpts(ctx context.Context, f func(*engine.Options)) context.Context {
+	var o engine.Options
+	if old := optsFrom(ctx); old != nil {
+		o = *old
 	}
-	return &noOpts
-}
-
-func withOpts(ctx context.Context, f func(*routeOpts)) context.Context {
-	o := *optsFrom(ctx)
 	f(&o)
 	return context.WithValue(ctx, ctxKey{}, &o)
 }
@@ -36,5 +32,51 @@ func withOpts(ctx context.Context, f func(*routeOpts)) context.Context {
 // every session (say, right before an irreversible decision), or for code
 // that keeps session state such as temporary tables across calls.
 func Primary(ctx context.Context) context.Context {
-	return withOpts(ctx, func(o *routeOpts) { o.primary = true })
+	return withOpts(ctx, func(o *engine.Options) { o.Primary = true })
+}
+
+// WithSession returns a context that carries a new causal session: every
+// read run with it (or with contexts derived from it) sees every write made
+// with it, and never data older than an earlier read with it saw. Use one per
+// request, user, or job. A session is safe for concurrent use.
+func WithSession(ctx context.Context) context.Context {
+	s := engine.NewSession()
+	return withOpts(ctx, func(o *engine.Options) { o.Session = s })
+}
+
+// MaxStaleness returns a context whose reads accept data up to d old: any
+// replica that had replayed everything the primary had written d ago will
+// do. Such reads neither need nor advance the session's position. d <= 0
+// removes the relaxation.
+func MaxStaleness(ctx context.Context, d time.Duration) context.Context {
+	return withOpts(ctx, func(o *engine.Options) { o.MaxStaleness = max(d, 0) })
+}
+
+// WithToken returns a context carrying a new session that starts at the
+// position in token (from DB.Token, on this or another process): its reads
+// see everything the token's session had written or read. Use it to carry
+// a user's position across requests (a cookie, a header; see package
+// httpsession) or into a background job. A malformed token is an error
+// (ErrBadToken). A token from another cluster is ignored, and one ahead of
+// the primary (forged, or from a timeline that was lost in a failover) is
+// clamped to the primary's position at its first read; both are counted in
+// Stats. Neither can stall reads.
+func WithToken(ctx context.Context, token string) (context.Context, error) {
+	s, err := engine.RestoreSession(token)
+	if err != nil {
+		return ctx, err
+	}
+	return withOpts(ctx, func(o *engine.Options) { o.Session = s }), nil
+}
+
+// Token returns the position of ctx's session (or, without one, of the DB)
+// as a short opaque string for WithToken. It costs one query to the
+// primary when the session wrote since its last read, one to the replica
+// that served its last read when the monitor has not polled since (within
+// MonitorInterval of that read), and none otherwise.
+func (db *DB) Token(ctx context.Context) (string, error) {
+	if db.closed.Load() {
+		return "", ErrClosed
+	}
+	return db.engine.Token(ctx, optsFrom(ctx), db.lend)
 }

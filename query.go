@@ -2,34 +2,26 @@ package switchyard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/lsn"
-	"github.com/switchyard-db/switchyard/internal/pgerr"
-	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
-// captureSQL reads the primary's insert position in the round trip of a
-// read that follows a write (see session).
-const captureSQL = "SELECT pg_current_wal_insert_lsn()::text"
-
-// replaySQL reads a replica's position in the round trip of a read, after
-// it (see target.replay).
-const replaySQL = "SELECT pg_last_wal_replay_lsn()::text"
-
 // checkSQL proves a replica has replayed a position, in the round trip of
-// the read that needs it.
+// the read that needs it (engine.BeforeCheck).
 const checkSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
 
 // settleSQL waits until every transaction that was running on the primary
 // when it started has ended, for at most about 20 ms: a standby may already
 // show a commit whose backend on the primary has written its commit record
 // but not yet left the process array (or set the commit log), so is still
-// running there (see target.settle). Short transactions end within
+// running there (engine.BeforeSettle). Short transactions end within
 // microseconds; a long one costs the bound. It runs before the read in the
 // same implicit transaction; under READ COMMITTED the read then takes a
 // newer snapshot.
@@ -47,7 +39,7 @@ $settle$`
 
 // hasOptions reports whether args start with one of pgx's per-query
 // options (an exec mode, result formats, a rewriter), which a batch cannot
-// carry; such a read goes without capture or check.
+// carry; such a read goes without capture or check (engine.Plan.Plain).
 func hasOptions(args []any) bool {
 	if len(args) == 0 {
 		return false
@@ -59,6 +51,20 @@ func hasOptions(args []any) bool {
 	return false
 }
 
+// plan plans a statement outside a transaction: a pure read as a read, the
+// rest as a write.
+func (db *DB) plan(ctx context.Context, p *engine.Plan, sql string, args []any) {
+	o := optsFrom(ctx)
+	if !db.isRead(sql) {
+		db.engine.PlanWrite(p, o, db.cluster)
+		return
+	}
+	if hasOptions(args) {
+		p.Plain()
+	}
+	db.engine.PlanRead(ctx, p, o, db.cluster)
+}
+
 // Exec runs sql on the node routing picks: the primary for anything that is
 // not provably a pure read, else a replica fresh enough for the context's
 // session (see WithSession). A read that fails because its replica died is
@@ -67,162 +73,96 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	if db.closed.Load() {
 		return pgconn.CommandTag{}, ErrClosed
 	}
-	if !db.isRead(sql) {
-		n, err := db.routeWrite(ctx)
-		if err != nil {
-			return pgconn.CommandTag{}, err
-		}
-		sess := db.writeStarted(ctx)
-		defer db.writeDone(sess)
-		for attempt := 0; ; attempt++ {
-			n.Start()
-			tag, err := n.Pool.Exec(ctx, sql, args...)
-			n.Done(err != nil)
-			if err == nil {
-				return tag, nil
-			}
-			if again, _ := db.retry(ctx, n, false, err, attempt); !again {
-				return tag, err
-			}
-			if n, err = db.primary(ctx); err != nil {
-				return tag, err
-			}
-		}
-	}
-	t := db.routeRead(ctx)
-	if hasOptions(args) {
-		t = db.plain(t)
-	}
-	for attempt := 0; ; attempt++ {
-		tag, err := db.execRead(ctx, &t, sql, args)
-		if err == nil {
-			return tag, nil
-		}
-		if t = db.retryRead(ctx, t, err, attempt, args); t.node == nil {
-			return tag, err
-		}
-	}
-}
-
-// retryRead returns where to run a failed read again, or a target with no
-// node to give up.
-func (db *DB) retryRead(ctx context.Context, t target, err error, attempt int, args []any) target {
-	again, toPrimary := db.retry(ctx, t.node, true, err, attempt)
-	switch {
-	case !again:
-		return target{}
-	case toPrimary && pgerr.Code(err) == pgerr.ReadOnlySQLTransaction:
-		// It writes after all (a function the classifier cannot see into).
-		t = target{node: db.cluster.Primary(), sess: t.sess, write: true}
-	case toPrimary:
-		// Like any read on the primary, it carries the session's position
-		// along: it sees the newest data.
-		t = db.primaryTarget(t.sess)
-	default:
-		t = db.routeRead(ctx)
-	}
-	if hasOptions(args) {
-		t = db.plain(t)
-	}
-	return t
-}
-
-func (db *DB) execRead(ctx context.Context, t *target, sql string, args []any) (pgconn.CommandTag, error) {
-	if err := db.ready(ctx, t); err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	n := t.node
-	if t.write {
-		defer db.writeDone(db.writeStartedFor(t.explicitSession()))
-	}
-	n.Start()
-	if !t.capture && t.check == 0 && !t.replay {
-		tag, err := n.Pool.Exec(ctx, sql, args...)
-		n.Done(err != nil)
-		if err == nil {
-			db.servedBy(t)
-		}
-		return tag, err
-	}
-	br, fresh, err := db.sendRead(ctx, t, sql, args)
-	if err == nil && !fresh {
-		n.Done(false)
-		*t = db.primaryTarget(t.sess)
-		return db.execRead(ctx, t, sql, args)
-	}
+	var p engine.Plan
+	db.plan(ctx, &p, sql, args)
 	var tag pgconn.CommandTag
-	if err == nil {
-		if tag, err = br.Exec(); err == nil {
-			db.servedBy(t)
-			db.finishCapture(t, br)
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-	}
-	n.Done(err != nil)
+	err := db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
+		tag, err = db.exec(ctx, p, db.pool(p.Node), sql, args)
+		return err
+	})
+	p.Finish(err)
 	return tag, err
 }
 
-// sendRead sends sql in one batch with t's check before it and t's capture
-// after it, and reads the check. fresh is false (and the batch closed) when
-// the check failed.
-func (db *DB) sendRead(ctx context.Context, t *target, sql string, args []any) (br pgx.BatchResults, fresh bool, err error) {
+// queryer is what runs a statement: a node's pool, or a connection held
+// from one.
+type queryer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error)
+}
+
+// exec runs sql on q as p says.
+func (db *DB) exec(ctx context.Context, p *engine.Plan, q queryer, sql string, args []any) (pgconn.CommandTag, error) {
+	if p.Before == engine.BeforeNone && p.After == engine.AfterNone {
+		tag, err := q.Exec(ctx, sql, args...)
+		if err == nil {
+			p.Served()
+		}
+		return tag, err
+	}
+	br, err := sendRead(ctx, p, q, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if err == nil {
+		p.Served()
+		captured(p, br)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// sendRead sends sql to q in one batch with p's Before ahead of it and p's
+// After behind it, and reads what runs ahead. A failed check is
+// engine.ErrNotFresh.
+func sendRead(ctx context.Context, p *engine.Plan, q queryer, sql string, args []any) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
-	switch {
-	case t.check != 0:
-		b.Queue(checkSQL, t.check.String())
-	case t.settle:
+	switch p.Before {
+	case engine.BeforeCheck:
+		b.Queue(checkSQL, p.Check.String())
+	case engine.BeforeSettle:
 		b.Queue(settleSQL)
 	}
 	b.Queue(sql, args...)
-	switch {
-	case t.capture:
-		b.Queue(captureSQL)
-	case t.replay:
-		b.Queue(replaySQL)
+	if p.After == engine.AfterCapture {
+		b.Queue(engine.CaptureSQL)
 	}
-	br = t.node.Pool.SendBatch(ctx, b)
-	if t.settle {
-		if _, err = br.Exec(); err != nil {
+	br := q.SendBatch(ctx, b)
+	switch p.Before {
+	case engine.BeforeSettle:
+		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return nil, false, err
+			return nil, err
 		}
-	}
-	if t.check == 0 {
-		return br, true, nil
-	}
-	if err = br.QueryRow().Scan(&fresh); err != nil || !fresh {
-		br.Close()
-		if err == nil {
-			db.routes.checkFailed.Add(1)
+	case engine.BeforeCheck:
+		var fresh bool
+		if err := br.QueryRow().Scan(&fresh); err != nil || !fresh {
+			br.Close()
+			if err == nil {
+				err = engine.ErrNotFresh
+			}
+			return nil, err
 		}
-		return nil, false, err
+		p.CheckPassed()
 	}
-	db.routes.replica.Add(1)
-	return br, true, nil
+	return br, nil
 }
 
-// finishCapture reads the position that follows the read in br, if t
-// carries one (a capture on the primary, a replay position on a replica),
-// and makes it the session's. If it cannot be read, the session stays as it
-// was (dirty, or pinned to the node).
-func (db *DB) finishCapture(t *target, br pgx.BatchResults) {
-	if !t.capture && !t.replay {
+// captured reads the position that follows the statement in br, if p
+// carries one, and gives it to the plan. If it cannot be read, the session
+// stays as it was (dirty, or pinned to the node).
+func captured(p *engine.Plan, br pgx.BatchResults) {
+	if p.After != engine.AfterCapture {
 		return
 	}
-	var text *string
-	if err := br.QueryRow().Scan(&text); err != nil || text == nil {
-		return
-	}
-	l, err := lsn.Parse(*text)
-	if err != nil {
-		return
-	}
-	if t.capture {
-		db.captured(t, l)
-	} else {
-		db.replayed(t, l)
+	var l lsn.LSN
+	if err := br.QueryRow().Scan(&l); err == nil && l != lsn.Invalid {
+		p.Captured(l)
 	}
 }
 
@@ -231,103 +171,32 @@ func (db *DB) finishCapture(t *target, br pgx.BatchResults) {
 // that a replica that died is noticed while nothing has reached the caller
 // and the read can be run again elsewhere.
 func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if db.closed.Load() {
-		return errRows(ErrClosed), ErrClosed
+	r, err := db.query(ctx, sql, args)
+	if err != nil {
+		return errRows(err), err
 	}
-	if !db.isRead(sql) {
-		n, err := db.routeWrite(ctx)
-		if err != nil {
-			return errRows(err), err
-		}
-		sess := db.writeStarted(ctx)
-		for attempt := 0; ; attempt++ {
-			n.Start()
-			inner, err := n.Pool.Query(ctx, sql, args...)
-			if err == nil {
-				// The write is done when its rows are.
-				return &rows{Rows: inner, node: n, db: db, wrote: true, sess: sess}, nil
-			}
-			n.Done(true)
-			again, _ := db.retry(ctx, n, false, err, attempt)
-			if again {
-				n, err = db.primary(ctx)
-			}
-			if !again || err != nil {
-				db.writeDone(sess)
-				return errRows(err), err
-			}
-		}
-	}
-	t := db.routeRead(ctx)
-	if hasOptions(args) {
-		t = db.plain(t)
-	}
-	for attempt := 0; ; attempt++ {
-		r, err := db.queryRead(ctx, &t, sql, args)
-		if err == nil {
-			return r, nil
-		}
-		if t = db.retryRead(ctx, t, err, attempt, args); t.node == nil {
-			return errRows(err), err
-		}
-	}
+	return r, nil
 }
 
-func (db *DB) queryRead(ctx context.Context, t *target, sql string, args []any) (pgx.Rows, error) {
-	if err := db.ready(ctx, t); err != nil {
+func (db *DB) query(ctx context.Context, sql string, args []any) (*rows, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	r := &rows{}
+	db.plan(ctx, &r.plan, sql, args)
+	if err := db.engine.Do(ctx, &r.plan, func(p *engine.Plan) error { return r.start(ctx, db.pool(p.Node), sql, args) }); err != nil {
 		return nil, err
 	}
-	n := t.node
-	var wrote *session // for a write: the session it dirties, ended with its rows
-	if t.write {
-		wrote = db.writeStartedFor(t.explicitSession())
-	}
-	n.Start()
-	var (
-		br    pgx.BatchResults
-		inner pgx.Rows
-		err   error
-	)
-	if t.capture || t.check != 0 || t.replay {
-		var fresh bool
-		if br, fresh, err = db.sendRead(ctx, t, sql, args); err == nil {
-			if !fresh {
-				n.Done(false)
-				*t = db.primaryTarget(t.sess)
-				return db.queryRead(ctx, t, sql, args)
-			}
-			inner, err = br.Query()
-		}
-	} else {
-		inner, err = n.Pool.Query(ctx, sql, args...)
-	}
-	if err == nil {
-		r := &rows{Rows: inner, node: n, batch: br, db: db, target: *t, wrote: t.write, sess: wrote}
-		if inner.Next() {
-			r.peeked = true
-			db.servedBy(t)
-			return r, nil
-		}
-		if err = inner.Err(); err == nil {
-			db.servedBy(t)
-			r.finish() // an empty result
-			return r, nil
-		}
-	}
-	if br != nil {
-		br.Close()
-	}
-	n.Done(true)
-	if t.write {
-		db.writeDone(wrote)
-	}
-	return nil, err
+	return r, nil
 }
 
 // QueryRow runs sql as Query does and returns its first row.
 func (db *DB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	r, err := db.Query(ctx, sql, args...)
-	return &row{rows: r, err: err}
+	r, err := db.query(ctx, sql, args)
+	if err != nil {
+		return errRow{err}
+	}
+	return (*row)(r)
 }
 
 // CopyFrom copies rows into a table on the primary (see pgx.Conn.CopyFrom).
@@ -335,65 +204,75 @@ func (db *DB) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnName
 	if db.closed.Load() {
 		return 0, ErrClosed
 	}
-	n, err := db.routeWrite(ctx)
-	if err != nil {
-		return 0, err
-	}
-	sess := db.writeStarted(ctx)
-	defer db.writeDone(sess)
-	n.Start()
-	count, err := n.Pool.CopyFrom(ctx, tableName, columnNames, rowSrc)
-	n.Done(err != nil)
+	var p engine.Plan
+	db.engine.PlanWrite(&p, optsFrom(ctx), db.cluster)
+	var count int64
+	err := db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
+		count, err = db.pool(p.Node).CopyFrom(ctx, tableName, columnNames, rowSrc)
+		return err
+	})
+	p.Finish(err)
 	return count, err
 }
 
-// SendBatch sends every statement of b in one round trip: to a replica
-// fresh enough for the session if all of them are pure reads, else to the
-// primary. A read-only batch whose replica died before its first result
-// reached the caller is sent again elsewhere.
-func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if db.closed.Load() {
-		return &batchResults{err: ErrClosed}
-	}
-	read := true
-	for _, q := range b.QueuedQueries {
-		if !db.isRead(q.SQL) {
-			read = false
-			break
-		}
-	}
-	res := &batchResults{db: db, ctx: ctx, batch: b, read: read}
-	if read {
-		res.target = db.plain(db.routeRead(ctx))
-		if err := db.ready(ctx, &res.target); err != nil {
-			return &batchResults{err: err}
-		}
-	} else {
-		n, err := db.routeWrite(ctx)
-		if err != nil {
-			return &batchResults{err: err}
-		}
-		res.target = target{node: n}
-		res.sess, res.wrote = db.writeStarted(ctx), true
-	}
-	res.target.node.Start()
-	res.inner = res.target.node.Pool.SendBatch(ctx, b)
-	return res
-}
-
-// rows wraps a pool's rows: it keeps the node's in-flight count, hands back
-// the first row that Query already read, reads the capture that follows a
-// read in its batch and closes the batch, and ends the write it belongs to.
+// rows wraps a pool's rows: it carries the statement's plan, hands back the
+// first row that Query already read, reads the capture that follows a read
+// in its batch and closes the batch, and finishes the plan.
 type rows struct {
 	pgx.Rows
-	node     *topology.Node
+	plan     engine.Plan
 	batch    pgx.BatchResults // the batch the rows came in, if any
-	db       *DB
-	target   target   // for a read: where it went and what it carries
-	sess     *session // for a write: the session it dirtied
-	wrote    bool
-	peeked   bool // Next has been called once by Query and returned true
+	peeked   bool             // Next has been called once by Query and returned true
 	finished bool
+}
+
+// start runs the statement on q as r.plan says. A read's first row is
+// read before it returns (peek), so that a dead node shows while nothing
+// has reached the caller.
+func (r *rows) start(ctx context.Context, q queryer, sql string, args []any) error {
+	p := &r.plan
+	r.Rows, r.batch, r.peeked, r.finished = nil, nil, false, false
+	if p.Before == engine.BeforeNone && p.After == engine.AfterNone {
+		inner, err := q.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		r.Rows = inner
+		if p.Write {
+			return nil // the write is done when its rows are
+		}
+		return r.peek()
+	}
+	br, err := sendRead(ctx, p, q, sql, args)
+	if err != nil {
+		return err
+	}
+	inner, err := br.Query()
+	if err != nil {
+		br.Close()
+		return err
+	}
+	r.Rows, r.batch = inner, br
+	return r.peek()
+}
+
+func (r *rows) peek() error {
+	if r.Rows.Next() {
+		r.peeked = true
+		r.plan.Served()
+		return nil
+	}
+	if err := r.Rows.Err(); err != nil {
+		r.Rows.Close()
+		if r.batch != nil {
+			r.batch.Close()
+			r.batch = nil
+		}
+		return err
+	}
+	r.plan.Served()
+	r.finish() // an empty result
+	return nil
 }
 
 func (r *rows) Next() bool {
@@ -418,22 +297,47 @@ func (r *rows) finish() {
 		return
 	}
 	r.finished = true
-	failed := r.Rows.Err() != nil
+	err := r.Rows.Err()
 	if r.batch != nil {
-		if !failed {
-			r.db.finishCapture(&r.target, r.batch)
+		if err == nil {
+			captured(&r.plan, r.batch)
 		}
-		if err := r.batch.Close(); err != nil {
-			failed = true
+		if cerr := r.batch.Close(); err == nil {
+			err = cerr
 		}
 	}
-	if r.node != nil {
-		r.node.Done(failed)
-	}
-	if r.wrote {
-		r.db.writeDone(r.sess)
-	}
+	r.plan.Finish(err)
 }
+
+// row is what QueryRow returns: the rows of the query, whose Scan reads the
+// first row as pgx's does.
+type row rows
+
+func (r *row) Scan(dest ...any) error {
+	rs := (*rows)(r)
+	defer rs.Close()
+	for _, d := range dest {
+		if _, ok := d.(*pgtype.DriverBytes); ok {
+			return fmt.Errorf("cannot scan into *pgtype.DriverBytes from QueryRow")
+		}
+	}
+	if !rs.Next() {
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := rs.Scan(dest...); err != nil {
+		return err
+	}
+	rs.Close()
+	return rs.Err()
+}
+
+// errRow is the Row of a query that failed before it had rows.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // errRows is the Rows of a query that failed before it had any.
 func errRows(err error) pgx.Rows { return &failedRows{err: err} }
@@ -451,77 +355,81 @@ func (r *failedRows) RawValues() [][]byte                          { return nil 
 func (r *failedRows) Conn() *pgx.Conn                              { return nil }
 func (r *failedRows) TypeMap() *pgtype.Map                         { return nil }
 
-// row is what QueryRow returns; Scan behaves as pgx's.
-type row struct {
-	rows pgx.Rows
-	err  error
-}
-
-func (r *row) Scan(dest ...any) error {
-	if r.err != nil {
-		return r.err
+// SendBatch sends every statement of b in one round trip: to a replica
+// fresh enough for the session if all of them are pure reads, else to the
+// primary. A read-only batch whose replica died before its first result
+// reached the caller is sent again elsewhere.
+func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if db.closed.Load() {
+		return &batchResults{err: ErrClosed}
 	}
-	rows := r.rows
-	defer rows.Close()
-	for _, d := range dest {
-		if _, ok := d.(*pgtype.DriverBytes); ok {
-			return fmt.Errorf("cannot scan into *pgtype.DriverBytes from QueryRow")
+	res := &batchResults{db: db, ctx: ctx, batch: b}
+	read := true
+	for _, q := range b.QueuedQueries {
+		if !db.isRead(q.SQL) {
+			read = false
+			break
 		}
 	}
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		return pgx.ErrNoRows
+	o := optsFrom(ctx)
+	if read {
+		res.plan.Plain()
+		db.engine.PlanRead(ctx, &res.plan, o, db.cluster)
+	} else {
+		db.engine.PlanWrite(&res.plan, o, db.cluster)
 	}
-	if err := rows.Scan(dest...); err != nil {
-		return err
+	if err := db.engine.Do(ctx, &res.plan, res.send); err != nil {
+		return &batchResults{err: err}
 	}
-	rows.Close()
-	return rows.Err()
+	return res
 }
 
-// batchResults wraps a pool's batch results: it keeps the node's in-flight
-// count, ends the write the batch belongs to, and re-sends a read-only batch
-// elsewhere if its node failed before the first result reached the caller.
+// batchResults wraps a pool's batch results: it carries the batch's plan,
+// and sends a read-only batch again elsewhere if its node failed before the
+// first result reached the caller.
 type batchResults struct {
-	db      *DB
-	ctx     context.Context
-	batch   *pgx.Batch
-	read    bool
-	target  target
-	inner   pgx.BatchResults
-	sess    *session // for a batch that writes: the session it dirtied
-	wrote   bool
-	served  bool // a result reached the caller: no more retries
-	attempt int
-	failed  bool
-	closed  bool
-	err     error // set when the batch could not be sent at all
+	db     *DB
+	held   queryer // the connection the batch runs on, if held (Conn's); else the node's pool
+	ctx    context.Context
+	batch  *pgx.Batch
+	plan   engine.Plan
+	inner  pgx.BatchResults
+	served bool // a result reached the caller: no more retries
+	failed bool
+	err    error // set when the batch could not be sent at all
 }
 
-// retry moves the batch to another node after err, if it may.
-func (b *batchResults) retry(err error) bool {
-	if b.served || !b.read {
-		return false
+func (b *batchResults) send(p *engine.Plan) error {
+	q := b.held
+	if q == nil {
+		q = b.db.pool(p.Node)
 	}
-	t := b.db.retryRead(b.ctx, b.target, err, b.attempt, nil)
-	if t.node == nil {
+	b.inner = q.SendBatch(b.ctx, b.batch)
+	return nil
+}
+
+// retry sends the batch again, elsewhere, after err, if the executor says
+// it may.
+func (b *batchResults) retry(err error) bool {
+	if b.served || b.plan.Policy != engine.PolicyRead {
 		return false
 	}
 	b.inner.Close()
-	b.target.node.Done(true)
-	b.attempt++
-	b.target = b.db.plain(t)
-	b.target.node.Start()
-	b.inner = b.target.node.Pool.SendBatch(b.ctx, b.batch)
+	if !b.db.engine.Again(b.ctx, &b.plan, err) {
+		return false
+	}
+	if rerr := b.db.engine.Ready(b.ctx, &b.plan); rerr != nil {
+		return false
+	}
+	b.plan.Begin()
+	b.send(&b.plan)
 	return true
 }
 
 // serve records that a result reached the caller.
 func (b *batchResults) serve(err error) {
-	if !b.served && err == nil && b.read {
-		b.db.servedBy(&b.target)
+	if !b.served && err == nil && !b.plan.Write {
+		b.plan.Served()
 	}
 	b.served = true
 	b.failed = b.failed || err != nil
@@ -547,16 +455,16 @@ func (b *batchResults) Query() (pgx.Rows, error) {
 	}
 	for {
 		r, err := b.inner.Query()
-		if err == nil && !b.served && b.read {
+		if err == nil && !b.served && !b.plan.Write {
 			// Peek, as Query does, so that a dead node shows before any
 			// row reaches the caller.
 			if r.Next() {
 				b.serve(nil)
-				return &rows{Rows: r, peeked: true}, nil
+				return &peekedRows{Rows: r, peeked: true}, nil
 			}
 			if err = r.Err(); err == nil {
 				b.serve(nil)
-				return &rows{Rows: r, finished: true}, nil
+				return &peekedRows{Rows: r}, nil
 			}
 		}
 		if err != nil && b.retry(err) {
@@ -569,7 +477,10 @@ func (b *batchResults) Query() (pgx.Rows, error) {
 
 func (b *batchResults) QueryRow() pgx.Row {
 	r, err := b.Query()
-	return &row{rows: r, err: err}
+	if err != nil {
+		return errRow{err}
+	}
+	return pgxRow{r}
 }
 
 func (b *batchResults) Close() error {
@@ -577,15 +488,16 @@ func (b *batchResults) Close() error {
 		return b.err
 	}
 	err := b.inner.Close()
-	if !b.closed {
-		b.closed = true
-		b.target.node.Done(b.failed || err != nil)
-		if b.wrote {
-			b.db.writeDone(b.sess)
-		}
+	if b.failed && err == nil {
+		b.plan.Finish(errBatchFailed)
+	} else {
+		b.plan.Finish(err)
 	}
 	return err
 }
+
+// errBatchFailed counts a batch one of whose statements failed as failed.
+var errBatchFailed = errors.New("switchyard: a statement of the batch failed")
 
 // Tx returns the transaction the batch began (pgx.Batch.BeginTx), or nil.
 // Such a batch starts with BEGIN and so always runs on the primary.
@@ -594,4 +506,36 @@ func (b *batchResults) Tx() pgx.Tx {
 		return nil
 	}
 	return b.inner.Tx()
+}
+
+// peekedRows hands back the first row a batch's Query already read.
+type peekedRows struct {
+	pgx.Rows
+	peeked bool
+}
+
+func (r *peekedRows) Next() bool {
+	if r.peeked {
+		r.peeked = false
+		return true
+	}
+	return r.Rows.Next()
+}
+
+// pgxRow reads the first row of rows as pgx's QueryRow does.
+type pgxRow struct{ rows pgx.Rows }
+
+func (r pgxRow) Scan(dest ...any) error {
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	r.rows.Close()
+	return r.rows.Err()
 }

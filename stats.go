@@ -3,7 +3,7 @@ package switchyard
 import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/switchyard-db/switchyard/internal/topology"
+	"github.com/switchyard-db/switchyard/internal/engine"
 )
 
 // Role is what a server currently is: the primary or a replica.
@@ -14,13 +14,6 @@ const (
 	RolePrimary Role = "primary"
 	RoleReplica Role = "replica"
 )
-
-func roleOf(r topology.Role) Role {
-	if r == topology.RolePrimary {
-		return RolePrimary
-	}
-	return RoleReplica
-}
 
 // Stats is a snapshot of a DB's routing and of its servers.
 type Stats struct {
@@ -80,6 +73,9 @@ type RouteStats struct {
 	// failed (the replica died, or the statement turned out to write) before
 	// any row reached the caller.
 	Retried uint64
+	// Pinned counts connections taken with Acquire and the statements run
+	// on them.
+	Pinned uint64
 }
 
 // NodeStats describes one server.
@@ -107,29 +103,31 @@ type NodeStats struct {
 
 // Stats returns a snapshot of routing counts and of each server.
 func (db *DB) Stats() Stats {
+	e := db.engine.Stats()
+	r := &e.Routed
 	s := Stats{Routes: RouteStats{
-		Replica:          db.routes.replica.Load(),
-		Forced:           db.routes.forced.Load(),
-		Write:            db.routes.write.Load(),
-		Transaction:      db.routes.transaction.Load(),
-		NoHealthyReplica: db.routes.noHealthyReplica.Load(),
-		Retried:          db.routes.retried.Load(),
-		AfterWrite:       db.routes.afterWrite.Load(),
-		NotFresh:         db.routes.notFresh.Load(),
-		Checked:          db.routes.checked.Load(),
-		CheckFailed:      db.routes.checkFailed.Load(),
-		Waited:           db.routes.waited.Load(),
-		TokensClamped:    db.routes.tokensClamped.Load(),
-		TokensForeign:    db.routes.tokensForeign.Load(),
-		AtomicRetries:    db.routes.atomicRetries.Load(),
-		InDoubtCommitted: db.routes.inDoubtCommitted.Load(),
-		InDoubtAborted:   db.routes.inDoubtAborted.Load(),
-		InDoubtUnknown:   db.routes.inDoubtUnknown.Load(),
+		Replica:          r[engine.ReasonReplica] + r[engine.ReasonWaited] + r[engine.ReasonStaleOK] + e.CheckPassed,
+		AfterWrite:       r[engine.ReasonAfterWrite],
+		NotFresh:         r[engine.ReasonNotFresh],
+		Checked:          r[engine.ReasonChecked],
+		CheckFailed:      e.CheckFailed,
+		Waited:           r[engine.ReasonWaited],
+		TokensClamped:    e.TokensClamped,
+		TokensForeign:    e.TokensForeign,
+		AtomicRetries:    e.AtomicRetries,
+		InDoubtCommitted: e.InDoubtCommitted,
+		InDoubtAborted:   e.InDoubtAborted,
+		InDoubtUnknown:   e.InDoubtUnknown,
+		Forced:           r[engine.ReasonForced],
+		Write:            r[engine.ReasonWrite],
+		Transaction:      r[engine.ReasonTransaction],
+		NoHealthyReplica: r[engine.ReasonNoReplica],
+		Retried:          e.Retried,
+		Pinned:           r[engine.ReasonPinned],
 	}}
-	primary := db.cluster.Primary()
-	for _, n := range db.cluster.Nodes {
-		role := roleOf(n.Role())
-		if n == primary {
+	for _, n := range db.engine.Nodes() {
+		role := RoleReplica
+		if n.IsPrimary() {
 			role = RolePrimary
 		}
 		s.Nodes = append(s.Nodes, NodeStats{
@@ -141,7 +139,7 @@ func (db *DB) Stats() Stats {
 			InFlight: n.InFlight(),
 			Errors:   n.Errors(),
 			Position: n.Position().String(),
-			Pool:     n.Pool.Stat(),
+			Pool:     db.pool(n).Stat(),
 		})
 	}
 	return s

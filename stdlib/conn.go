@@ -9,12 +9,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/internal/classify"
-	"github.com/switchyard-db/switchyard/internal/hooks"
 )
+
+// classifier tells statements that change session state apart (the
+// write functions a DB knows of make no difference to that).
+var classifier = classify.New(nil, 0)
 
 // cleanupTimeout bounds the clean-up of a server connection (DISCARD ALL and
 // the like), which must happen even when the caller's context has ended.
@@ -46,10 +48,9 @@ var resultFormats = pgx.QueryResultFormatsByOID{
 // it. database/sql uses a conn from one goroutine at a time.
 type conn struct {
 	db     *switchyard.DB
-	shapes *shapes         // the connector's
-	pinned *pgxpool.Conn   // set from the first session-state statement until reset
-	pinCtx context.Context // that statement's context, without its cancelation
-	tx     *tx             // the transaction under way, if any
+	shapes *shapes          // the connector's
+	pinned *switchyard.Conn // set from the first session-state statement until reset
+	tx     *tx              // the transaction under way, if any
 }
 
 var (
@@ -76,7 +77,7 @@ type querier interface {
 // the DB. kind is query's classification; pinned reports a pinned
 // connection.
 func (c *conn) target(ctx context.Context, query string) (q querier, kind classify.Kind, pinned bool, err error) {
-	kind = hooks.Classify(c.db, query)
+	kind = classifier.Classify(query)
 	if c.tx != nil {
 		c.tx.saw(query, kind)
 		return c.tx.tx, kind, c.tx.pinned, nil
@@ -94,14 +95,11 @@ func (c *conn) target(ctx context.Context, query string) (q querier, kind classi
 
 // ExecContext runs query where target says.
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	q, kind, pinned, err := c.target(ctx, query)
+	q, _, _, err := c.target(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	tag, err := q.Exec(ctx, query, namedArgs(args, 0)...)
-	if pinned && c.tx == nil && kind != classify.Read {
-		hooks.MarkWritten(c.db, ctx)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +111,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 // formats pgx's stdlib asks for go along where they change a result (see
 // shapes).
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	q, kind, pinned, err := c.target(ctx, query)
+	q, _, pinned, err := c.target(ctx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -129,33 +127,21 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		}
 	}
 	r, err := q.Query(ctx, query, a...)
-	var onClose func()
-	if pinned && c.tx == nil && kind != classify.Read {
-		// Anything the statement wrote is in once its rows are done.
-		db := c.db
-		onClose = func() { hooks.MarkWritten(db, ctx) }
-	}
 	if err != nil {
 		if r != nil {
 			r.Close()
-		}
-		if onClose != nil {
-			onClose()
 		}
 		return nil, err
 	}
 	more := r.Next()
 	if err := r.Err(); err != nil {
 		r.Close()
-		if onClose != nil {
-			onClose()
-		}
 		return nil, err
 	}
 	if learn {
 		c.shapes.put(query, needsFormats(r.FieldDescriptions(), r.TypeMap()))
 	}
-	return &rows{rows: r, skipNext: true, skipNextMore: more, onClose: onClose}, nil
+	return &rows{rows: r, skipNext: true, skipNextMore: more}, nil
 }
 
 // namedArgs converts database/sql's arguments to pgx's, unchanged, after
@@ -173,34 +159,33 @@ func namedArgs(args []driver.NamedValue, skip int) []any {
 func (c *conn) CheckNamedValue(*driver.NamedValue) error { return nil }
 
 // pin acquires a primary connection for the session state about to be set.
+// The Conn counts every statement on it that is not a pure read as a write
+// of that statement's session, and itself as a write of this one's, until
+// it is released.
 func (c *conn) pin(ctx context.Context) error {
-	p, err := hooks.AcquirePrimary(c.db, ctx)
+	p, err := c.db.Acquire(context.WithoutCancel(ctx))
 	if err != nil {
 		return err
 	}
-	c.pinned, c.pinCtx = p, context.WithoutCancel(ctx)
+	c.pinned = p
 	return nil
 }
 
 // unpin cleans the pinned connection and gives it back to the pool, or
-// closes it if it cannot be cleaned. Anything may have been written on it:
-// that counts as a write of the session that pinned it (each statement
-// that was not a pure read already counted for its own session).
+// closes it if it cannot be cleaned.
 func (c *conn) unpin(ctx context.Context) {
 	p := c.pinned
 	if p == nil {
 		return
 	}
-	pinCtx := c.pinCtx
-	c.pinned, c.pinCtx = nil, nil
+	c.pinned = nil
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if err := discardAll(cctx, p.Conn()); err != nil {
 		p.Hijack().Close(cctx)
-	} else {
-		p.Release()
+		return
 	}
-	hooks.MarkWritten(c.db, pinCtx)
+	p.Release()
 }
 
 // discardAll returns a server connection to the state of a new one: it

@@ -24,7 +24,6 @@ type rows struct {
 	skipNext     bool // QueryContext read the first row already
 	skipNextMore bool // and this is what Next said
 	columnNames  []string
-	onClose      func() // run once when the rows close
 }
 
 var (
@@ -126,10 +125,6 @@ func (r *rows) ColumnTypeScanType(index int) reflect.Type {
 // query's error, if any.
 func (r *rows) Close() error {
 	r.rows.Close()
-	if r.onClose != nil {
-		r.onClose()
-		r.onClose = nil
-	}
 	return r.rows.Err()
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchyard-db/switchyard/internal/classify"
-	"github.com/switchyard-db/switchyard/internal/hooks"
 )
 
 // BeginTx begins a transaction with the DB's BeginTx (a read-only one may
@@ -103,17 +102,19 @@ func (t *tx) Commit() error {
 			return pgx.ErrTxCommitRollback
 		default:
 			// The transaction was ended by SQL (COMMIT or ROLLBACK run as
-			// a statement): what it wrote, if anything, is in.
-			t.scrub()
-			hooks.MarkWritten(t.c.db, t.ctx)
+			// a statement): what it wrote, if anything, is in. Clean the
+			// connection, then let the DB's transaction end with a COMMIT
+			// (a no-op now), which counts as the session's write.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), cleanupTimeout)
+			defer cancel()
+			if err := discardAll(ctx, pc); err != nil {
+				pc.Close(ctx)
+			}
+			t.tx.Commit(ctx)
 			return nil
 		}
 	}
-	err := t.tx.Commit(t.ctx)
-	if t.pinned && !t.readOnly {
-		hooks.MarkWritten(t.c.db, t.ctx)
-	}
-	return err
+	return t.tx.Commit(t.ctx)
 }
 
 // Rollback rolls the transaction back. One that set session state on a

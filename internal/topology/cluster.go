@@ -1,7 +1,9 @@
 package topology
 
 import (
+	"context"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,25 +11,31 @@ import (
 	"github.com/switchyard-db/switchyard/internal/lsn"
 )
 
-// Cluster is one primary and its replicas. switchyard keeps clusters
-// first-class, though the public API shows one, so that routing by table to
-// several clusters needs no rework.
+// Cluster is one primary and its streaming replicas.
 type Cluster struct {
-	// Name identifies the cluster ("default" for the one Open makes).
+	// Name identifies the cluster ("default" for a single one).
 	Name string
-	// Nodes are all nodes, primary first as configured; the slice never
-	// changes, roles do.
+	// Index numbers an engine's clusters from 0.
+	Index int
+	// Nodes are all nodes, the configured primary first; the slice never
+	// changes, the primary does.
 	Nodes []*Node
+	// System is the cluster's system identifier (pg_control_system()),
+	// which its replicas share and other clusters do not.
+	System uint64
 	// BlockSize is the WAL block size (wal_block_size), to keep a primary's
 	// polled insert position out of a page header (see
 	// lsn.RoundDownPageHeader). Zero leaves positions as polled.
 	BlockSize uint64
+	// OnDown, if set, is called when a node goes out of rotation, from the
+	// goroutine that found it down.
+	OnDown func(*Node)
 
 	primary atomic.Pointer[Node]
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced when a position rises
-	history []sample      // the primary's insert position over time, a ring
+	changed chan struct{} // closed and replaced on every change worth waiting for
+	history []sample      // the primary's insert position over time, a ring, oldest at next
 	next    int
 }
 
@@ -41,15 +49,33 @@ type sample struct {
 // interval, about 100 s of it.
 const historySize = 4096
 
-// NewCluster makes a cluster whose primary is nodes[0].
-func NewCluster(name string, nodes []*Node) *Cluster {
-	c := &Cluster{Name: name, Nodes: nodes, changed: make(chan struct{})}
+// NewCluster makes a cluster of nodes whose primary is nodes[0].
+func NewCluster(name string, index int, nodes []*Node) *Cluster {
+	c := &Cluster{Name: name, Index: index, Nodes: nodes, changed: make(chan struct{})}
+	for _, n := range nodes {
+		n.cluster = c
+	}
 	c.primary.Store(nodes[0])
 	return c
 }
 
-// Changed returns a channel that is closed the next time the monitor sees a
-// node's position rise.
+// Key is the 32-bit hash of the system identifier that session tokens
+// carry: enough to tell one cluster's positions from another's. It is
+// never 0, which stands for "no cluster".
+func (c *Cluster) Key() uint32 { return SystemKey(c.System) }
+
+// SystemKey folds a 64-bit system identifier into a cluster key.
+func SystemKey(id uint64) uint32 {
+	h := uint32(id>>32) ^ uint32(id)
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+// Changed returns a channel that is closed at the next change worth
+// waiting for: a position that rose, a node that went down or came back, a
+// new primary.
 func (c *Cluster) Changed() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -58,52 +84,63 @@ func (c *Cluster) Changed() <-chan struct{} {
 
 func (c *Cluster) notify() {
 	c.mu.Lock()
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.notifyLocked()
 	c.mu.Unlock()
 }
 
-// recordPrimary remembers the primary's insert position at a time.
-func (c *Cluster) recordPrimary(pos lsn.LSN, at time.Time) {
+func (c *Cluster) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// RecordPrimary remembers the primary's insert position at a time.
+func (c *Cluster) RecordPrimary(pos lsn.LSN, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	s := sample{at.UnixNano(), pos}
 	if len(c.history) < historySize {
-		c.history = append(c.history, sample{at.UnixNano(), pos})
+		c.history = append(c.history, s)
 		return
 	}
-	c.history[c.next] = sample{at.UnixNano(), pos}
+	c.history[c.next] = s
 	c.next = (c.next + 1) % historySize
 }
 
-// lagAt estimates the lag of a replica that had replayed pos when polled at
+// sampleAt returns the i-th oldest sample of the history (0 <= i < len).
+func (c *Cluster) sampleAt(i int) sample {
+	return c.history[(c.next+i)%len(c.history)]
+}
+
+// LagAt estimates the lag of a replica that had replayed pos when polled at
 // sent. If the primary's history has a position short of pos, the lag is at
 // most the time since the newest such sample (the primary reached pos after
 // it). If the replica had replayed past every sample, it is at most the age
 // of the newest sample, and, if replayAge (the age of the last replayed
 // commit, negative if unknown) is smaller, at most that: a replica that
 // replays a busy primary's commits 20 ms late shows 20 ms.
-func (c *Cluster) lagAt(pos lsn.LSN, sent time.Time, replayAge time.Duration) time.Duration {
+func (c *Cluster) LagAt(pos lsn.LSN, sent time.Time, replayAge time.Duration) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := len(c.history)
 	if k == 0 {
 		return 0
 	}
-	newest := c.history[(c.next-1+k)%k]
-	if newest.pos < pos || newest.pos == pos {
-		lag := max(time.Duration(sent.UnixNano()-newest.at), 0)
+	since := func(s sample) time.Duration { return max(time.Duration(sent.UnixNano()-s.at), 0) }
+	if newest := c.sampleAt(k - 1); newest.pos <= pos {
+		lag := since(newest)
 		if replayAge >= 0 && replayAge < lag {
 			lag = replayAge
 		}
 		return lag
 	}
-	for i := 1; i < k; i++ {
-		s := c.history[(c.next-1-i+2*k)%k]
-		if s.pos < pos {
-			return max(time.Duration(sent.UnixNano()-s.at), 0)
-		}
+	// Positions in the ring only rise: the first sample at or past pos is
+	// where the primary reached it, and the one before it is the newest
+	// short of it.
+	i := sort.Search(k, func(i int) bool { return c.sampleAt(i).pos >= pos })
+	if i == 0 {
+		return since(c.sampleAt(0)) // older than the history
 	}
-	return max(time.Duration(sent.UnixNano()-c.history[c.next%k].at), 0) // older than the history
+	return since(c.sampleAt(i - 1))
 }
 
 // PrimaryPositionSince returns the primary's insert position as first
@@ -113,33 +150,77 @@ func (c *Cluster) lagAt(pos lsn.LSN, sent time.Time, replayAge time.Duration) ti
 func (c *Cluster) PrimaryPositionSince(t time.Time) lsn.LSN {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.history) == 0 {
+	k := len(c.history)
+	if k == 0 {
 		return 0
 	}
 	want := t.UnixNano()
-	newest := (c.next - 1 + len(c.history)) % len(c.history)
-	best := c.history[newest]
-	for i := range c.history {
-		s := c.history[i]
-		if s.at >= want && s.at < best.at {
-			best = s
-		}
+	i := sort.Search(k, func(i int) bool { return c.sampleAt(i).at >= want })
+	if i == k {
+		i = k - 1
 	}
-	return best.pos
+	return c.sampleAt(i).pos
 }
 
 // Primary is the node that currently takes writes.
 func (c *Cluster) Primary() *Node { return c.primary.Load() }
 
-// SetPrimary records a new primary, after a failover.
-func (c *Cluster) SetPrimary(n *Node) { c.primary.Store(n) }
+// WaitPrimary returns the primary once it is healthy, waiting up to
+// timeout; it gives up early when ctx or stop ends. It returns nil when
+// none came.
+func (c *Cluster) WaitPrimary(ctx context.Context, stop <-chan struct{}, timeout time.Duration) *Node {
+	return c.wait(ctx, stop, timeout, func() *Node {
+		if p := c.Primary(); p.Healthy() {
+			return p
+		}
+		return nil
+	})
+}
 
-// eligible reports whether replica n may serve a read that needs at least
-// position min (0: any position) from a replica at most maxLag behind
-// (negative: any lag).
-func (c *Cluster) eligible(n *Node, min lsn.LSN, maxLag time.Duration) bool {
-	return n.Role() == RoleReplica && n != c.Primary() && n.Healthy() && n.Position() >= min &&
-		(maxLag < 0 || n.Lag() <= maxLag)
+// WaitReplica waits up to timeout for a healthy replica to have replayed
+// need, as the monitor sees it, and returns it (nil if none came).
+func (c *Cluster) WaitReplica(ctx context.Context, stop <-chan struct{}, timeout time.Duration, need lsn.LSN) *Node {
+	return c.wait(ctx, stop, timeout, func() *Node {
+		if _, healthy := c.Replicas(); healthy == 0 {
+			return nil
+		}
+		return c.PickReplica(need)
+	})
+}
+
+// wait is the one way to wait for the cluster to reach a state: it calls
+// ready at once and after every change, until it returns a node or time is
+// up.
+func (c *Cluster) wait(ctx context.Context, stop <-chan struct{}, timeout time.Duration, ready func() *Node) *Node {
+	if n := ready(); n != nil || timeout <= 0 {
+		return n
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		changed := c.Changed()
+		if n := ready(); n != nil {
+			return n
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+// eligible reports whether node n may serve a read as a replica that needs
+// at least position min (0: any position) from a replica at most maxLag
+// behind (negative: any lag). A node that accepts writes is no replica,
+// even before the monitor has taken it out (an old primary after a
+// failover).
+func (c *Cluster) eligible(n *Node, primary *Node, min lsn.LSN, maxLag time.Duration) bool {
+	return n != primary && n.Healthy() && !n.Writable() && n.Position() >= min && (maxLag < 0 || n.Lag() <= maxLag)
 }
 
 // PickReplica chooses a healthy replica whose polled position is at least
@@ -156,17 +237,18 @@ func (c *Cluster) PickReplica(min lsn.LSN) *Node { return c.pick(min, -1) }
 func (c *Cluster) PickReplicaWithin(maxLag time.Duration) *Node { return c.pick(0, max(maxLag, 0)) }
 
 func (c *Cluster) pick(min lsn.LSN, maxLag time.Duration) *Node {
+	primary := c.Primary()
 	var total int64
 	for _, n := range c.Nodes {
-		if c.eligible(n, min, maxLag) {
+		if c.eligible(n, primary, min, maxLag) {
 			total += n.weight
 		}
 	}
 	if total == 0 {
 		return nil
 	}
-	a := c.weighted(rand.Int64N(total), min, maxLag)
-	b := c.weighted(rand.Int64N(total), min, maxLag)
+	a := c.weighted(rand.Int64N(total), primary, min, maxLag)
+	b := c.weighted(rand.Int64N(total), primary, min, maxLag)
 	switch {
 	case a == nil:
 		return b
@@ -182,10 +264,10 @@ func (c *Cluster) pick(min lsn.LSN, maxLag time.Duration) *Node {
 
 // weighted returns the eligible replica in whose share of the total weight
 // r falls. Eligibility can change between the two passes; then it may
-// return nil, and PickReplica uses the other candidate.
-func (c *Cluster) weighted(r int64, min lsn.LSN, maxLag time.Duration) *Node {
+// return nil, and pick uses the other candidate.
+func (c *Cluster) weighted(r int64, primary *Node, min lsn.LSN, maxLag time.Duration) *Node {
 	for _, n := range c.Nodes {
-		if !c.eligible(n, min, maxLag) {
+		if !c.eligible(n, primary, min, maxLag) {
 			continue
 		}
 		if r < n.weight {
@@ -196,11 +278,12 @@ func (c *Cluster) weighted(r int64, min lsn.LSN, maxLag time.Duration) *Node {
 	return nil
 }
 
-// Replicas counts the nodes that are replicas now, and those of them that
-// are healthy.
+// Replicas counts the nodes that are not the primary now, and those of
+// them that are healthy.
 func (c *Cluster) Replicas() (all, healthy int) {
+	primary := c.Primary()
 	for _, n := range c.Nodes {
-		if n.Role() == RoleReplica && n != c.Primary() {
+		if n != primary {
 			all++
 			if n.Healthy() {
 				healthy++
@@ -210,20 +293,21 @@ func (c *Cluster) Replicas() (all, healthy int) {
 	return all, healthy
 }
 
-// elect makes the healthy writable node with the highest timeline the
+// Elect makes the healthy writable node with the highest timeline the
 // primary, if that is not the current primary already: after a failover,
 // the promoted replica; after a split brain, the node on the newer
 // timeline (the old primary, on its old timeline, is then treated as a
-// replica that is not in recovery, and kept out of rotation). It reports
-// whether the primary changed.
-func (c *Cluster) elect(now time.Time) bool {
+// replica that is not in recovery, and kept out of rotation). A node
+// counts once the monitor has polled it. Elect reports whether the primary
+// changed.
+func (c *Cluster) Elect(now time.Time) bool {
 	current := c.Primary()
 	best := current
 	if !current.Healthy() || !current.Writable() {
 		best = nil
 	}
 	for _, n := range c.Nodes {
-		if n == current || !n.Writable() || n.polled.Load() == 0 {
+		if n == current || !n.Writable() || n.PolledAt() == 0 {
 			continue
 		}
 		if best == nil || n.Timeline() > best.Timeline() {
@@ -238,12 +322,11 @@ func (c *Cluster) elect(now time.Time) bool {
 	if c.Primary() != current {
 		return false // another poll got here first
 	}
-	best.SetRole(RolePrimary)
-	current.SetRole(RoleReplica)
-	best.MarkUp(now, true) // a promoted node starts in rotation
 	c.primary.Store(best)
+	if !best.healthy.Swap(true) { // a promoted node starts in rotation
+		best.upSince.Store(now.UnixNano())
+	}
 	c.history, c.next = nil, 0 // positions on the old timeline say nothing about the new one
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.notifyLocked()
 	return true
 }

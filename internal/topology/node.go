@@ -1,59 +1,43 @@
 // Package topology holds switchyard's view of the servers: clusters of one
-// primary and its replicas, each node's pool, role, health, load and replay
-// position, the balancer that picks a replica, and the monitor that keeps
-// roles, health and positions current.
+// primary and its replicas, each node's health, load and WAL position, the
+// balancer that picks a replica, and the monitor that keeps roles, health
+// and positions current.
+//
+// It knows nothing of connection pools: a front (the pgx API, the wire
+// proxy) keeps its own connections to each node, found by Node.Index, and
+// learns from Cluster's OnDown hook when to drop them.
 package topology
 
 import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/switchyard-db/switchyard/internal/lsn"
 )
 
-// Role is what a node is in its cluster.
-type Role uint32
-
-// The roles. A node whose role the monitor has not confirmed keeps the one it
-// was configured with.
+// Ban durations: a node that fails is out for at least MinBan, doubling on
+// each failure that follows soon after it came back, up to MaxBan, and back
+// as soon as the ban has expired and the monitor reaches it.
 const (
-	RolePrimary Role = iota + 1
-	RoleReplica
+	MinBan = 250 * time.Millisecond
+	MaxBan = 10 * time.Second
 )
 
-func (r Role) String() string {
-	switch r {
-	case RolePrimary:
-		return "primary"
-	case RoleReplica:
-		return "replica"
-	}
-	return "unknown"
-}
-
-// Ban durations: a node that fails is out for at least minBan, doubling on
-// each consecutive failure up to maxBan, and back as soon as the ban has
-// expired and the monitor reaches it.
-const (
-	minBan = 250 * time.Millisecond
-	maxBan = 10 * time.Second
-)
-
-// Node is one server: its pool and what is known of it. Every field the
-// router reads on the hot path is atomic.
+// Node is one server: what is known of it. Every field the router reads on
+// the hot path is atomic.
 type Node struct {
 	// Name identifies the node in errors, logs and stats: host:port, never
 	// a password.
 	Name string
-	// Pool is the node's connection pool.
-	Pool *pgxpool.Pool
+	// Index numbers the nodes of every cluster of an engine from 0, so that
+	// a front can keep its connections to each in a slice.
+	Index int
 
-	weight int64
+	cluster *Cluster
+	weight  int64
 
-	role        atomic.Uint32
 	healthy     atomic.Bool
+	downSince   atomic.Int64 // unix nanoseconds of the last MarkDown
 	bannedUntil atomic.Int64 // unix nanoseconds
 	failures    atomic.Int32 // recent downs, for the ban's length
 	upSince     atomic.Int64 // unix nanoseconds of the last MarkUp
@@ -70,28 +54,39 @@ type Node struct {
 	lag       atomic.Int64  // a replica's replay lag in nanoseconds, as last estimated
 }
 
-// NewNode makes a node with the configured role and a weight (1 or more)
-// for the balancer. It starts healthy: Open has just reached it, or the
-// monitor will find out otherwise within one interval.
-func NewNode(name string, pool *pgxpool.Pool, role Role, weight int) *Node {
-	if weight < 1 {
-		weight = 1
-	}
-	n := &Node{Name: name, Pool: pool, weight: int64(weight)}
-	n.role.Store(uint32(role))
-	n.writable.Store(role == RolePrimary)
+// NewNode makes a node with a weight (1 or more) for the balancer. It
+// starts healthy: Open has just reached it, or the monitor will find out
+// otherwise within one interval. NewCluster puts it in a cluster.
+func NewNode(name string, index, weight int) *Node {
+	n := &Node{Name: name, Index: index, weight: int64(max(weight, 1))}
 	n.healthy.Store(true)
 	return n
 }
 
-// Role is the node's current role.
-func (n *Node) Role() Role { return Role(n.role.Load()) }
+// Cluster is the cluster the node belongs to.
+func (n *Node) Cluster() *Cluster { return n.cluster }
 
-// SetRole records the role the monitor found.
-func (n *Node) SetRole(r Role) { n.role.Store(uint32(r)) }
+// IsPrimary reports whether the node is its cluster's primary now.
+func (n *Node) IsPrimary() bool { return n.cluster.Primary() == n }
+
+// Role is "primary" or "replica": what the node is now.
+func (n *Node) Role() string {
+	if n.IsPrimary() {
+		return "primary"
+	}
+	return "replica"
+}
 
 // Healthy reports whether the node takes traffic.
 func (n *Node) Healthy() bool { return n.healthy.Load() }
+
+// DownSince is when the node last went out of rotation (zero if never).
+func (n *Node) DownSince() time.Time {
+	if ns := n.downSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // Weight is the node's share of replica reads relative to the others.
 func (n *Node) Weight() int { return int(n.weight) }
@@ -120,37 +115,49 @@ func (n *Node) Routed() uint64 { return n.routed.Load() }
 func (n *Node) Errors() uint64 { return n.errors.Load() }
 
 // MarkDown takes the node out of rotation at once (its circuit opens) and
-// drops its idle connections, which are most likely dead too. The ban
-// starts when the node goes down and is not extended while it stays down;
-// it doubles for a node that fails again soon after it came back (a flapping
-// node), up to maxBan. MarkDown reports whether the node was healthy until
-// now.
+// tells the cluster's OnDown hook, so that the front drops its connections,
+// which are most likely dead too. The ban starts when the node goes down
+// and is not extended while it stays down; it doubles for a node that fails
+// again soon after it came back (a flapping node), up to MaxBan. MarkDown
+// reports whether the node was healthy until now.
 func (n *Node) MarkDown(now time.Time) bool {
-	if !n.healthy.Load() {
-		return false
+	if !n.healthy.Load() || !n.healthy.Swap(false) {
+		return false // down already, or another goroutine took it down first
 	}
-	if !n.healthy.Swap(false) {
-		return false // another goroutine took it down first
-	}
-	if now.UnixNano()-n.upSince.Load() > int64(maxBan) {
+	if now.UnixNano()-n.upSince.Load() > int64(MaxBan) {
 		n.failures.Store(0)
 	}
 	f := n.failures.Add(1)
-	ban := min(minBan<<min(f-1, 6), maxBan)
-	n.bannedUntil.Store(now.Add(ban).UnixNano())
-	n.Pool.Reset()
+	n.bannedUntil.Store(now.Add(Ban(int(f))).UnixNano())
+	n.downSince.Store(now.UnixNano())
+	if c := n.cluster; c != nil {
+		if c.OnDown != nil {
+			c.OnDown(n)
+		}
+		c.notify()
+	}
 	return true
+}
+
+// Ban is how long a node stays out after its failure-th failure in a row:
+// MinBan, doubling, at most MaxBan.
+func Ban(failure int) time.Duration {
+	return min(MinBan<<min(max(failure, 1)-1, 6), MaxBan)
 }
 
 // MarkUp puts the node back once its ban has expired, after the monitor
 // reached it; a primary, which nothing can stand in for, comes back at once.
 // It reports whether the node came back.
-func (n *Node) MarkUp(now time.Time, primary bool) bool {
-	if n.healthy.Load() || !primary && now.UnixNano() < n.bannedUntil.Load() {
+func (n *Node) MarkUp(now time.Time) bool {
+	if n.healthy.Load() || !n.IsPrimary() && now.UnixNano() < n.bannedUntil.Load() {
 		return false
 	}
 	n.upSince.Store(now.UnixNano())
-	return !n.healthy.Swap(true)
+	if n.healthy.Swap(true) {
+		return false
+	}
+	n.cluster.notify()
+	return true
 }
 
 // Position is the node's last polled WAL position: the replay LSN of a
@@ -158,20 +165,26 @@ func (n *Node) MarkUp(now time.Time, primary bool) bool {
 func (n *Node) Position() lsn.LSN { return lsn.LSN(n.position.Load()) }
 
 // SetPosition records a position polled by a query sent at sent; positions
-// never move back.
-func (n *Node) SetPosition(l lsn.LSN, sent time.Time) {
+// never move back. It reports whether the position rose.
+func (n *Node) SetPosition(l lsn.LSN, sent time.Time) bool {
+	rose := false
 	for {
 		old := n.position.Load()
-		if uint64(l) <= old || n.position.CompareAndSwap(old, uint64(l)) {
+		if uint64(l) <= old {
+			break
+		}
+		if n.position.CompareAndSwap(old, uint64(l)) {
+			rose = true
 			break
 		}
 	}
 	n.polled.Store(sent.UnixNano())
+	return rose
 }
 
-// PolledAt is when the query behind Position was sent. The position is at
-// least what the node had replayed at that moment: a read that finished
-// before then saw no more than Position.
+// PolledAt is when the query behind Position was sent (unix nanoseconds).
+// The position is at least what the node had replayed at that moment: a
+// read that finished before then saw no more than Position.
 func (n *Node) PolledAt() int64 { return n.polled.Load() }
 
 // CheckSafe reports whether the node's default isolation is READ
@@ -179,17 +192,27 @@ func (n *Node) PolledAt() int64 { return n.polled.Load() }
 // round trip runs in an earlier snapshot than the read.
 func (n *Node) CheckSafe() bool { return n.checkSafe.Load() }
 
+// SetCheckSafe records whether the node's default isolation is READ
+// COMMITTED.
+func (n *Node) SetCheckSafe(ok bool) { n.checkSafe.Store(ok) }
+
 // Lag is how far behind the primary a replica's replay was, in time, at its
 // last poll: the time since the primary first reached the position the
 // replica had replayed (0 when it had replayed all the primary had written).
 func (n *Node) Lag() time.Duration { return time.Duration(n.lag.Load()) }
 
+// SetLag records a replica's estimated replay lag.
+func (n *Node) SetLag(d time.Duration) { n.lag.Store(int64(d)) }
+
 // Writable reports whether the node was out of recovery (accepting
 // writes) when last polled.
 func (n *Node) Writable() bool { return n.writable.Load() }
 
+// SetWritable records whether the node was out of recovery when polled.
+func (n *Node) SetWritable(w bool) { n.writable.Store(w) }
+
 // Timeline is the primary's timeline as last polled (0 if unknown).
 func (n *Node) Timeline() uint32 { return n.timeline.Load() }
 
-// ResetPosition forgets the position, for a node that changed timeline.
-func (n *Node) ResetPosition() { n.position.Store(0) }
+// SetTimeline records a primary's polled timeline.
+func (n *Node) SetTimeline(t uint32) { n.timeline.Store(t) }

@@ -1,0 +1,128 @@
+package engine
+
+import "sync/atomic"
+
+// Reason is why a statement went where it went.
+type Reason uint8
+
+// The reasons. Replica reasons first.
+const (
+	// ReasonReplica: a replica known (from its polled position, or its pin)
+	// to have replayed the session's position.
+	ReasonReplica Reason = iota
+	// ReasonChecked: a replica whose polled position predates the
+	// session's, with a freshness check in the same round trip.
+	ReasonChecked
+	// ReasonWaited: a replica that caught up while the read waited
+	// (ReplicaWait).
+	ReasonWaited
+	// ReasonStaleOK: a replica within the read's MaxStaleness.
+	ReasonStaleOK
+	// ReasonAfterWrite: the primary, because the session wrote since its
+	// position was last taken.
+	ReasonAfterWrite
+	// ReasonNotFresh: the primary, because no healthy replica had replayed
+	// the session's position (or a freshness check failed, or a replica
+	// canceled the read).
+	ReasonNotFresh
+	// ReasonNoReplica: the primary, because no replica was healthy (or
+	// there are none).
+	ReasonNoReplica
+	// ReasonForced: the primary, because the caller asked for it.
+	ReasonForced
+	// ReasonWrite: the primary, because the statement is not provably a
+	// pure read (or turned out to write).
+	ReasonWrite
+	// ReasonTransaction: the primary, for a read-write transaction (or a
+	// read-only one that cannot begin on a replica).
+	ReasonTransaction
+	// ReasonPinned: a connection the caller holds.
+	ReasonPinned
+
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"replica", "checked", "waited", "stale_ok", "after_write", "not_fresh",
+	"no_replica", "forced", "write", "transaction", "pinned",
+}
+
+// String is the reason's name, as metrics and traces show it.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// OnReplica reports whether the reason sends a read to a replica.
+func (r Reason) OnReplica() bool { return r <= ReasonStaleOK }
+
+// Reasons lists every reason, for metrics.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
+
+// Counters that are not routing reasons.
+const (
+	statCheckPassed = iota
+	statCheckFailed
+	statRetried
+	statTokensClamped
+	statTokensForeign
+	statAtomicRetries
+	statInDoubtCommitted
+	statInDoubtAborted
+	statInDoubtUnknown
+	numStats
+)
+
+// stats counts what the engine did since it opened.
+type stats struct {
+	reasons [numReasons]atomic.Uint64
+	other   [numStats]atomic.Uint64
+}
+
+func (s *stats) routed(r Reason) { s.reasons[r].Add(1) }
+func (s *stats) add(i int)       { s.other[i].Add(1) }
+
+// Stats is a snapshot of the engine's counters.
+type Stats struct {
+	// Routed counts statements (and transactions) sent, by reason; a
+	// statement run again after a failure counts again.
+	Routed [numReasons]uint64
+	// CheckPassed and CheckFailed count freshness checks by outcome.
+	CheckPassed, CheckFailed uint64
+	// Retried counts reads run again elsewhere after a failure.
+	Retried uint64
+	// TokensClamped counts session positions that were ahead of the
+	// primary (a forged token, or one from a lost timeline) and were
+	// clamped; TokensForeign counts tokens of clusters the engine does not
+	// have.
+	TokensClamped, TokensForeign uint64
+	// AtomicRetries counts transactions run again after a failure that
+	// proved nothing was committed.
+	AtomicRetries uint64
+	// InDoubtCommitted, InDoubtAborted and InDoubtUnknown count COMMITs
+	// whose connection failed, by what the primary then said.
+	InDoubtCommitted, InDoubtAborted, InDoubtUnknown uint64
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	var s Stats
+	for i := range s.Routed {
+		s.Routed[i] = e.stats.reasons[i].Load()
+	}
+	o := &e.stats.other
+	s.CheckPassed, s.CheckFailed = o[statCheckPassed].Load(), o[statCheckFailed].Load()
+	s.Retried = o[statRetried].Load()
+	s.TokensClamped, s.TokensForeign = o[statTokensClamped].Load(), o[statTokensForeign].Load()
+	s.AtomicRetries = o[statAtomicRetries].Load()
+	s.InDoubtCommitted, s.InDoubtAborted, s.InDoubtUnknown = o[statInDoubtCommitted].Load(), o[statInDoubtAborted].Load(), o[statInDoubtUnknown].Load()
+	return s
+}

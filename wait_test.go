@@ -1,0 +1,47 @@
+package switchyard_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/switchyard-db/switchyard"
+	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/switchyardtest"
+)
+
+// waitCaughtUp waits until every replica of c has replayed what the
+// primary had written at the call, and db's monitor has seen them healthy
+// there: from then on routing treats them as fresh.
+func waitCaughtUp(t testing.TB, c *switchyardtest.Cluster, db *switchyard.DB) {
+	t.Helper()
+	ctx := testCtx(t)
+	target, err := c.Primary().InsertLSN(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target = lsn.RoundDownPageHeader(target, 8192)
+	waitFor(t, "the monitor to see every replica caught up", func() bool {
+		for _, n := range db.Stats().Nodes {
+			if n.Role == switchyard.RolePrimary {
+				continue
+			}
+			pos, err := lsn.Parse(n.Position)
+			if err != nil || !n.Healthy || pos < target {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitFor polls cond until it holds, failing the test after 30 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
