@@ -89,7 +89,7 @@ type Engine struct {
 	log        *slog.Logger
 	cfg        Config
 	secrets    []string
-	global     *Session // the DB-wide session, for statements without one
+	global     *Session           // the DB-wide session, for statements without one
 	configs    [][]*pgconn.Config // per cluster, per node: the monitor's
 	monitors   []*topology.Monitor
 	stats      stats

@@ -76,15 +76,15 @@ type Plan struct {
 	// ReadOnlyTx: the plan is a read-only transaction's (see PlanTx).
 	ReadOnlyTx bool
 
-	engine    *Engine
-	opts      *Options
-	pos       *Position // the session's (the DB-wide one's without a session)
-	global    *Position // the DB-wide position, when pos is an explicit session's
-	seen      uint64    // pos.marks when the capture was planned
+	engine     *Engine
+	opts       *Options
+	pos        *Position // the session's (the DB-wide one's without a session)
+	global     *Position // the DB-wide position, when pos is an explicit session's
+	seen       uint64    // pos.marks when the capture was planned
 	seenGlobal uint64
-	plain     bool // no Before or After may ride with it
-	attempt   int
-	running   bool // Start was counted, Finish not yet
+	plain      bool // no Before or After may ride with it
+	attempt    int
+	running    bool // Start was counted, Finish not yet
 }
 
 // Options are what a caller asks of routing (the root package keeps them

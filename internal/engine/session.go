@@ -36,7 +36,7 @@ type Session struct {
 	// an engine yet (see Engine.adopt).
 	adopting atomic.Bool
 
-	mu        sync.Mutex                 // serializes additions to positions
+	mu        sync.Mutex                  // serializes additions to positions
 	positions atomic.Pointer[[]*Position] // copy on write: read without a lock
 }
 
