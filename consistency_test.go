@@ -198,6 +198,7 @@ func TestDefaultSessionIsTheDB(t *testing.T) {
 	c := laggingLab(t, 1, 30*time.Millisecond, 50*time.Millisecond)
 	db := openDB(t, c)
 	values := make(chan int64)
+	done := make(chan struct{}) // the reader gave up: the writer must not block on values
 	go func() {
 		defer close(values)
 		for i := 0; i < 1000; i++ {
@@ -206,14 +207,20 @@ func TestDefaultSessionIsTheDB(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			values <- v
+			select {
+			case values <- v:
+			case <-done:
+				return
+			}
 		}
 	}()
+	defer close(done)
 	var stale, reads int
 	for v := range values {
 		var got int64
 		if err := db.QueryRow(ctx, "SELECT v FROM counters WHERE id = 0").Scan(&got); err != nil {
-			t.Fatal(err)
+			t.Error(err)
+			return
 		}
 		reads++
 		if got < v {
@@ -266,10 +273,7 @@ func TestTokenAcrossDBs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitReplicas(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // a few monitor polls
+	waitCaughtUp(t, c, db2)
 	s, _ := switchyard.WithToken(ctx, tok)
 	var rec bool
 	if err := db2.QueryRow(s, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil || !rec {
@@ -339,10 +343,7 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitReplicas(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // a few polls
+	waitCaughtUp(t, c, db)
 	var rec bool
 	if err := db.QueryRow(tctx, "SELECT pg_is_in_recovery() FROM counters WHERE id = 0").Scan(&rec); err != nil || !rec {
 		t.Fatalf("the token's read: on a replica %v, %v", rec, err)
@@ -377,12 +378,21 @@ func TestMaxStaleness(t *testing.T) {
 	ctx := testCtx(t)
 	c := laggingLab(t, 1, 500*time.Millisecond)
 	db := openDB(t, c)
-	// Keep the primary writing, so that the replica is really behind.
+	// Keep the primary writing, so that the replica is really behind: once
+	// it has replayed a commit made under this load, it is behind by the
+	// delay for as long as the load lasts.
+	var loadStart time.Time
+	queryNode(t, c.Primary(), "SELECT now()", &loadStart)
 	defer load(1, func(int) {
 		time.Sleep(5 * time.Millisecond)
 		c.Primary().Exec(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0")
 	})()
-	time.Sleep(time.Second)
+	waitFor(t, "the replica to replay a commit of the load", func() bool {
+		var replayed bool
+		queryNodeArgs(t, c.Replicas()[0], "SELECT coalesce(pg_last_xact_replay_timestamp() > $1, false)", []any{loadStart}, &replayed)
+		return replayed
+	})
+	waitFor(t, "the monitor to poll it since", func() bool { return db.Stats().Nodes[1].Healthy })
 	onReplica := func(d time.Duration) bool {
 		var rec bool
 		if err := db.QueryRow(switchyard.MaxStaleness(ctx, d), "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
@@ -437,7 +447,7 @@ func TestRetriedReadAdvancesSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openDB(t, c)
-	time.Sleep(100 * time.Millisecond) // the monitor sees the replica caught up
+	waitCaughtUp(t, c, db)
 	for i := 0; i < 5; i++ {
 		s := switchyard.WithSession(ctx)
 		var bumped, seen int64

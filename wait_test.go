@@ -45,3 +45,22 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// queryNode runs a one-row query on lab node n, on a connection of its own.
+func queryNode(t testing.TB, n *switchyardtest.Node, sql string, dst ...any) {
+	queryNodeArgs(t, n, sql, nil, dst...)
+}
+
+// queryNodeArgs is queryNode with arguments.
+func queryNodeArgs(t testing.TB, n *switchyardtest.Node, sql string, args []any, dst ...any) {
+	t.Helper()
+	ctx := testCtx(t)
+	conn, err := n.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dst...); err != nil {
+		t.Fatal(err)
+	}
+}

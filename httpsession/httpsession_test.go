@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/httpsession"
+	"github.com/switchyard-db/switchyard/internal/lsn"
 )
 
 func testCtx(t testing.TB) context.Context {
@@ -231,7 +232,16 @@ func TestCookieAcrossServers(t *testing.T) {
 		if err := shared.WaitReplicas(ctx); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(3 * switchyard.DefaultMonitorInterval) // the DBs' monitors see it
+		target, err := shared.Primary().InsertLSN(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The DBs' monitors see it.
+		for deadline := time.Now().Add(30 * time.Second); !caughtUp(dbA, target); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the monitor never saw the replicas caught up")
+			}
+		}
 		_, body := do(t, browser, "GET", a.URL+"/counter?op=read&n=4&id="+strconv.Itoa(id))
 		reads := parseReads(t, body)
 		onReplica := 0
@@ -745,4 +755,19 @@ func TestBackgroundJob(t *testing.T) {
 	if staleWithout == 0 {
 		t.Error("no stale read even without the token: the lab does not lag, so this test proves nothing")
 	}
+}
+
+// caughtUp reports whether db's monitor has seen every replica healthy and
+// at or past target (as the primary's insert position, page headers aside).
+func caughtUp(db *switchyard.DB, target lsn.LSN) bool {
+	target = lsn.RoundDownPageHeader(target, 8192)
+	for _, n := range db.Stats().Nodes {
+		if n.Role == switchyard.RolePrimary {
+			continue
+		}
+		if pos, err := lsn.Parse(n.Position); err != nil || !n.Healthy || pos < target {
+			return false
+		}
+	}
+	return true
 }

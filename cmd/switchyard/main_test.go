@@ -123,9 +123,13 @@ func TestLabUp(t *testing.T) {
 	if err != nil || seen {
 		t.Fatalf("the lagging replica saw the table right after commit (%v, %v)", seen, err)
 	}
-	time.Sleep(400 * time.Millisecond)
-	if err := conns["replica2"].QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_class WHERE relname = 't')").Scan(&seen); err != nil || !seen {
-		t.Fatalf("the lagging replica did not catch up (%v, %v)", seen, err)
+	for deadline := time.Now().Add(30 * time.Second); !seen; time.Sleep(10 * time.Millisecond) {
+		if err := conns["replica2"].QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_class WHERE relname = 't')").Scan(&seen); err != nil {
+			t.Fatal(err)
+		}
+		if !seen && time.Now().After(deadline) {
+			t.Fatal("the lagging replica did not catch up")
+		}
 	}
 	for _, c := range conns {
 		c.Close(ctx)
