@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/switchyard-db/switchyard/internal/lsn"
 	"github.com/switchyard-db/switchyard/internal/pgerr"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
@@ -40,15 +41,25 @@ const xidSQL = "SELECT pg_current_xact_id_if_assigned()::text, extract(epoch FRO
 // once it answers, on a connection from lend.
 func (e *Engine) Commit(ctx context.Context, p *Plan, conn *pgconn.PgConn, lend Lender) (pgconn.CommandTag, error) {
 	// A committed transaction is a write of its session: marked when COMMIT
-	// is sent and when its outcome is known.
-	p.markWrite()
-	defer p.markWrite()
+	// is sent and when its outcome is known; or, with a capture
+	// (AfterCapture), read after COMMIT in the same round trip, not marked
+	// at all unless the capture does not arrive.
+	capture := p.After == AfterCapture
+	if !capture {
+		p.markWrite()
+		defer p.markWrite()
+	}
 	primary, timeline := p.Node, p.Node.Timeline()
 	pl := conn.StartPipeline(ctx)
 	pl.SendQueryParams(xidSQL, nil, nil, nil, nil)
 	pl.SendFlushRequest()
 	pl.SendQueryParams("COMMIT", nil, nil, nil, nil)
-	err := pl.Sync()
+	pl.SendPipelineSync()
+	if capture {
+		pl.SendQueryParams(CaptureSQL, nil, nil, nil, nil)
+		pl.SendPipelineSync()
+	}
+	err := pl.Flush()
 	var xid, started []byte
 	gotXid := false
 	var tag pgconn.CommandTag
@@ -61,8 +72,17 @@ func (e *Engine) Commit(ctx context.Context, p *Plan, conn *pgconn.PgConn, lend 
 	if err == nil {
 		_, err = pl.GetResults() // the Sync
 	}
+	if err == nil && capture {
+		if l, cerr := readLSN(pl); cerr == nil {
+			p.Captured(l)
+		}
+	}
 	if cerr := pl.Close(); err == nil {
 		err = cerr
+	}
+	if capture && !p.captured {
+		p.markWrite()
+		p.markWrite()
 	}
 	if err == nil || tag.String() == "COMMIT" {
 		// COMMIT's reply arrived: that is the outcome, whatever broke after.
@@ -115,6 +135,30 @@ func readXid(p *pgconn.Pipeline) (xid, started []byte, ok bool, err error) {
 		xid = append([]byte(nil), v...)
 	}
 	return xid, append([]byte(nil), r.Rows[0][1]...), true, nil
+}
+
+// readLSN reads a query's single LSN, and the Sync after it, from a
+// pipeline.
+func readLSN(p *pgconn.Pipeline) (lsn.LSN, error) {
+	res, err := p.GetResults()
+	if err != nil {
+		return 0, err
+	}
+	rr, isReader := res.(*pgconn.ResultReader)
+	if !isReader {
+		return 0, fmt.Errorf("switchyard: unexpected %T reading a WAL position", res)
+	}
+	r := rr.Read()
+	if r.Err != nil {
+		return 0, r.Err
+	}
+	if _, err := p.GetResults(); err != nil {
+		return 0, err
+	}
+	if len(r.Rows) != 1 || len(r.Rows[0]) != 1 || r.Rows[0][0] == nil {
+		return 0, errors.New("switchyard: no WAL position in the reply")
+	}
+	return lsn.Parse(string(r.Rows[0][0]))
 }
 
 // readTag reads a command's tag from a pipeline.

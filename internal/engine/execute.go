@@ -66,13 +66,27 @@ func (e *Engine) Ready(ctx context.Context, p *Plan) error {
 }
 
 // Begin counts the statement as sent to p.Node and, for a write, marks its
-// session.
+// session. A captured write (CaptureWrite) is not marked: its capture will
+// say exactly where it ended.
 func (p *Plan) Begin() {
 	p.running = true
 	p.Node.Start()
 	p.engine.stats.routed(p.Reason)
-	if p.Write {
+	if p.Write && p.After != AfterCapture {
 		p.markWrite()
+	}
+}
+
+// CaptureWrite makes a write plan promise a capture: the front runs
+// CaptureSQL after the write has committed, in a later implicit
+// transaction of the same round trip (after a Sync), and hands the
+// position to Captured before it tells its caller the write is done. The
+// session then knows exactly where the write ended and needs no marks;
+// should the capture not arrive, Finish marks the session as a plain write
+// would. Call it before Do.
+func (p *Plan) CaptureWrite() {
+	if p.Write {
+		p.After = AfterCapture
 	}
 }
 
@@ -92,8 +106,13 @@ func (p *Plan) Finish(err error) {
 	}
 	p.running = false
 	p.Node.Done(err != nil)
-	if p.Write {
-		p.markWrite()
+	switch {
+	case !p.Write:
+	case p.After != AfterCapture:
+		p.markWrite() // the write's end
+	case !p.captured:
+		p.markWrite() // a captured write whose capture never came: its start
+		p.markWrite() // and its end
 	}
 }
 
@@ -114,6 +133,7 @@ func (p *Plan) CheckPassed() { p.engine.stats.add(statCheckPassed) }
 func (p *Plan) Captured(l lsn.LSN) {
 	e := p.engine
 	l = lsn.RoundDownPageHeader(l, p.Cluster.BlockSize)
+	p.captured = true
 	now := time.Now().UnixNano()
 	if p.pos.captured(l, p.seen, now) {
 		e.stats.add(statTokensClamped)

@@ -85,6 +85,7 @@ type Plan struct {
 	plain      bool // no Before or After may ride with it
 	attempt    int
 	running    bool // Start was counted, Finish not yet
+	captured   bool // Captured was called
 }
 
 // Options are what a caller asks of routing (the root package keeps them
@@ -98,6 +99,10 @@ type Options struct {
 	// MaxStaleness, if positive, lets reads use any replica that was at
 	// most this far behind.
 	MaxStaleness time.Duration
+	// Global makes a read of an explicit session also see every write
+	// made through the engine before it began (the DB-wide position), as
+	// well as its session's own.
+	Global bool
 }
 
 var noOptions Options
@@ -161,7 +166,7 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		p.Node = c.Primary()
 		p.Reason = e.noReplicaReason(c)
 		return
-	case pos.dirty():
+	case pos.dirty() || o.Global && p.global != nil && p.global.dirty():
 		e.toPrimary(p, ReasonAfterWrite)
 		return
 	}
@@ -174,7 +179,12 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		e.toPrimary(p, ReasonNotFresh)
 		return
 	}
-	need := pos.LSN()
+	need, since := pos.LSN(), pos.lsnAt.Load()
+	if o.Global && p.global != nil {
+		if g := p.global.LSN(); g > need {
+			need, since = g, p.global.lsnAt.Load()
+		}
+	}
 	if n := c.PickReplica(need); n != nil {
 		p.toReplica(n, ReasonReplica)
 		return
@@ -192,7 +202,6 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 	// A replica whose last poll predates the session's position, and which
 	// lags less than that position's age, has probably replayed it: prove
 	// it in the read's own round trip.
-	since := pos.lsnAt.Load()
 	if n := c.PickReplicaWithin(time.Duration(now - since)); n != nil && n.CheckSafe() && n.PolledAt() < since && !p.plain {
 		p.toReplica(n, ReasonChecked)
 		p.Before, p.Check = BeforeCheck, need
@@ -221,7 +230,8 @@ func (e *Engine) noReplicaReason(c *topology.Cluster) Reason {
 func (e *Engine) toPrimary(p *Plan, r Reason) {
 	p.Node, p.Reason, p.Before, p.After = p.Cluster.Primary(), r, BeforeNone, AfterNone
 	pos := p.pos
-	if p.plain || !(pos.explicit || pos.dirty()) {
+	globalDirty := p.opts.Global && p.global != nil && p.global.dirty()
+	if p.plain || !(pos.explicit || pos.dirty() || globalDirty) {
 		return
 	}
 	p.After = AfterCapture
