@@ -86,10 +86,10 @@ func (n *Node) SetSetting(ctx context.Context, name, value string) error {
 		err := n.queryRow(ctx, `SELECT pg_conf_load_time(),
 			coalesce((SELECT pending_restart FROM pg_settings WHERE name = lower($1)), false)`, []any{name}, &now, &pending)
 		if err == nil && now.After(loaded) {
+			n.noteSetting(name, value)
 			if pending {
 				return fmt.Errorf("switchyardtest: %s: %s = %q is written but takes effect only at restart: %w", n.name, name, value, ErrNeedsRestart)
 			}
-			n.noteSetting(name, value)
 			return nil
 		}
 		select {
@@ -143,8 +143,8 @@ func (n *Node) setSettingOffline(ctx context.Context, name, value string) error 
 	if !isClosed(done) {
 		cmd.Process.Signal(syscall.SIGHUP)
 	}
+	n.noteSetting(name, value)
 	if context == "postmaster" {
-		n.noteSetting(name, value)
 		return fmt.Errorf("switchyardtest: %s: %s = %q is written but takes effect only at restart: %w", n.name, name, value, ErrNeedsRestart)
 	}
 	return nil
