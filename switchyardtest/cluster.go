@@ -77,7 +77,10 @@ type Options struct {
 
 	// Encoding is the server encoding (initdb --encoding): "" is UTF8;
 	// "SQL_ASCII", "LATIN1", "EUC_JP" and the others PostgreSQL knows work
-	// with the default locale.
+	// with the default locale. A session that names no client_encoding
+	// gets the database's, and pgx names none: add client_encoding=UTF8 to
+	// a DSN for the server to convert Go's UTF-8 strings (SQL_ASCII never
+	// converts).
 	Encoding string
 
 	// Locale is the server locale (initdb --locale): "" is C, which works
