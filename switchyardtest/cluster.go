@@ -256,13 +256,19 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		c.logf = func(string, ...any) {}
 	}
 	if opts.Dir != "" {
-		if err := makeEmptyDir(opts.Dir); err != nil {
+		// postgres runs in its data directory, so a relative path would
+		// not lead it there.
+		dir, err := filepath.Abs(opts.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("switchyardtest: %w", err)
+		}
+		if err := makeEmptyDir(dir); err != nil {
 			return nil, err
 		}
-		if err := acct.canReach(opts.Dir); err != nil {
+		if err := acct.canReach(dir); err != nil {
 			return nil, err
 		}
-		c.dir, c.keepDir = opts.Dir, true
+		c.dir, c.keepDir = dir, true
 	} else if c.dir, err = os.MkdirTemp(labBase(), labPrefix); err != nil {
 		return nil, fmt.Errorf("switchyardtest: %w", err)
 	}

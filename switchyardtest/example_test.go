@@ -38,8 +38,17 @@ func ExampleNode_NewRelay() {
 	defer cancel()
 	_, err = conn.Exec(short, "SELECT 1")
 	fmt.Println("through the blackhole:", errors.Is(err, context.DeadlineExceeded))
-	fmt.Println("connections held:", relay.Connections())
+
+	relay.Heal()
+	conn, err = pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", relay.Addr()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var one int
+	err = conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	fmt.Println("after Heal:", one, err)
 	// Output:
 	// through the blackhole: true
-	// connections held: 1
+	// after Heal: 1 <nil>
 }

@@ -241,10 +241,9 @@ func (n *Node) waitAccepting(ctx context.Context, done chan struct{}, noQueries 
 		default:
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
-		conn, err := pgconn.Connect(cctx, n.DSN()+"&connect_timeout=2")
+		ours, err := n.answers(cctx)
 		ccancel()
-		if err == nil {
-			conn.Close(ctx)
+		if err == nil && ours {
 			return nil
 		}
 		if noQueries && sqlState(err) == "57P03" {
@@ -258,6 +257,33 @@ func (n *Node) waitAccepting(ctx context.Context, done chan struct{}, noQueries 
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// answers connects to the node's port and reports whether the server
+// there is this node: the port was free when picked, but another process
+// (another lab's server, a relay) may have taken it before this server
+// could, and would answer in its place until this one gives up.
+func (n *Node) answers(ctx context.Context) (bool, error) {
+	cfg, err := pgconn.ParseConfig(n.DSN() + "&connect_timeout=2")
+	if err != nil {
+		return false, err
+	}
+	for k, v := range adminParams {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background())
+	res, err := conn.Exec(ctx, "SHOW data_directory").ReadAll()
+	if err != nil {
+		return false, err
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return false, errors.New("SHOW data_directory: no answer")
+	}
+	return filepath.Clean(string(res[0].Rows[0][0])) == filepath.Clean(n.dataDir), nil
 }
 
 // exited describes how the server process ended.

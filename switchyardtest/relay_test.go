@@ -314,7 +314,7 @@ func TestRelayCloseLeavesNothing(t *testing.T) {
 		}
 		pending <- err
 	}()
-	waitFor(t, "the second connection to reach the relay", func() bool { return r.Connections() == 2 })
+	waitFor(t, "the second connection to reach the relay", func() bool { return r.Connections() >= 2 })
 	if n, _ := relayGoroutines(); n == 0 {
 		t.Fatal("no relay goroutines found while it runs: the leak check would see nothing")
 	}
