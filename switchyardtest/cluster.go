@@ -37,8 +37,56 @@ type Options struct {
 	Dir string
 
 	// Settings are extra postgresql.conf settings for every node, such as
-	// {"max_connections": "300"}.
+	// {"max_connections": "300"}. A value is written as given when it is
+	// quoted ('32MB') and quoted otherwise, so "repeatable read" needs no
+	// quotes. primary_conninfo, primary_slot_name and
+	// recovery_min_apply_delay are the lab's (see ApplyDelay).
 	Settings map[string]string
+
+	// NodeSettings are extra settings for single nodes, by node name
+	// ("primary", "replica1", "replica2", ...), applied after Settings:
+	//
+	//	NodeSettings: map[string]map[string]string{
+	//		"primary":  {"default_transaction_read_only": "on"},
+	//		"replica1": {"default_transaction_isolation": "repeatable read"},
+	//		"replica2": {"hot_standby": "off"},
+	//	}
+	//
+	// A name that is not one of the cluster's nodes is an error. The lab's
+	// own sessions override the session defaults that could stop it
+	// working (default_transaction_read_only, default_transaction_isolation,
+	// statement_timeout, lock_timeout, idle_in_transaction_session_timeout),
+	// so Start, WaitReplay and the like work whatever they are.
+	//
+	// PostgreSQL stops replay on a hot standby whose max_connections,
+	// max_prepared_transactions, max_worker_processes, max_wal_senders or
+	// max_locks_per_transaction is lower than the primary's. So a replica
+	// that does not set one of them itself takes the primary's value when
+	// higher, and a replica that sets one lower than the primary's is an
+	// error.
+	//
+	// A replica with hot_standby off accepts no connections (PostgreSQL
+	// refuses them with SQLSTATE 57P03). Start waits until the primary's
+	// pg_stat_replication shows it streaming; ReplayLSN, WaitReplay and
+	// Cluster.WaitReplicas watch it there (so they may see its replay up to
+	// a second late); SetSetting writes its postgresql.auto.conf; Promote
+	// signals it as pg_ctl promote does; Start, Stop, Kill, Freeze and the
+	// rest work as for any node. What needs a session on it (Connect, Exec,
+	// InRecovery, PauseReplay, ResumeReplay) fails.
+	NodeSettings map[string]map[string]string
+
+	// Encoding is the server encoding (initdb --encoding): "" is UTF8;
+	// "SQL_ASCII", "LATIN1", "EUC_JP" and the others PostgreSQL knows work
+	// with the default locale. A session that names no client_encoding
+	// gets the database's, and pgx names none: add client_encoding=UTF8 to
+	// a DSN for the server to convert Go's UTF-8 strings (SQL_ASCII never
+	// converts).
+	Encoding string
+
+	// Locale is the server locale (initdb --locale): "" is C, which works
+	// with every encoding. Another locale must be installed on the machine
+	// and suit Encoding ("de_DE.ISO-8859-1" for LATIN1, say).
+	Locale string
 
 	// Bin is the directory of the PostgreSQL server binaries; empty means
 	// FindBinaries.
@@ -51,11 +99,14 @@ type Options struct {
 // Cluster is a running primary with its streaming replicas, each a real
 // PostgreSQL server on this machine. Its methods are safe for concurrent use.
 //
-// Every node is a copy of one data directory made by initdb, so all labs
-// on a machine share a system identifier (pg_control_system()), as copies
-// of one initdb do; code that tells clusters apart by it cannot tell two
-// labs apart.
+// Every node starts as a copy of one data directory made by initdb (cached
+// per machine), but each cluster has a system identifier of its own
+// (pg_control_system().system_identifier, see SystemIdentifier), shared by
+// its primary and replicas as in a real cluster: code that tells clusters
+// apart, or refuses a replica of another primary, can be tested with two
+// labs.
 type Cluster struct {
+	sysid   uint64
 	dir     string
 	keepDir bool
 	bin     string
@@ -80,21 +131,72 @@ type TB interface {
 
 // New starts a cluster for a test and stops it, removing everything, when
 // the test and its subtests end (also when they fail or panic). It fails the
-// test if the cluster cannot start.
+// test if the cluster cannot start, except that when no PostgreSQL server
+// binaries are found (ErrNoServer) it skips the test instead, if tb has a
+// Skipf method (as *testing.T and *testing.B have) and the environment
+// variable SWITCHYARD_REQUIRE_SERVER is empty. New returns nil after
+// Fatalf or Skipf return (they do not for a *testing.T).
 func New(tb TB, opts Options) *Cluster {
+	tb.Helper()
+	cs := NewClusters(tb, opts)
+	if cs == nil {
+		return nil
+	}
+	return cs[0]
+}
+
+// NewClusters is New for several clusters side by side, started at once
+// (see StartClusters); they stop when the test ends.
+func NewClusters(tb TB, opts ...Options) []*Cluster {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := Start(ctx, opts)
+	cs, err := StartClusters(ctx, opts...)
 	if err != nil {
-		tb.Fatalf("%v", err)
-	}
-	tb.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			tb.Fatalf("switchyardtest: close: %v", err)
+		if sk, ok := tb.(interface{ Skipf(string, ...any) }); ok && errors.Is(err, ErrNoServer) && !serverRequired() {
+			sk.Skipf("%v (set %s=1 to fail instead)", err, RequireServerEnv)
+			return nil
 		}
-	})
-	return c
+		tb.Fatalf("%v", err)
+		return nil
+	}
+	for _, c := range cs {
+		tb.Cleanup(func() {
+			if err := c.Close(); err != nil {
+				tb.Fatalf("switchyardtest: close: %v", err)
+			}
+		})
+	}
+	return cs
+}
+
+// StartClusters starts one cluster for each of opts, side by side, and
+// returns them in the same order once all are ready. It is all or nothing:
+// if one cannot start, it closes the others and returns the errors.
+func StartClusters(ctx context.Context, opts ...Options) ([]*Cluster, error) {
+	if len(opts) == 0 {
+		return nil, errors.New("switchyardtest: StartClusters: no options given")
+	}
+	cs := make([]*Cluster, len(opts))
+	errs := make([]error, len(opts))
+	var wg sync.WaitGroup
+	for i, o := range opts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cs[i], errs[i] = Start(ctx, o)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+		return nil, err
+	}
+	return cs, nil
 }
 
 // Start starts a primary and opts.Replicas streaming replicas and returns
@@ -115,6 +217,26 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Port < 0 || opts.Port+opts.Replicas > 65535 {
 		return nil, fmt.Errorf("switchyardtest: port %d is out of range", opts.Port)
 	}
+	names := []string{"primary"}
+	for i := range opts.Replicas {
+		names = append(names, fmt.Sprintf("replica%d", i+1))
+	}
+	confs, err := nodeConfs(opts, names)
+	if err != nil {
+		return nil, err
+	}
+	encoding, locale := opts.Encoding, opts.Locale
+	if encoding == "" {
+		encoding = "UTF8"
+	}
+	if locale == "" {
+		locale = "C"
+	}
+	for what, v := range map[string]string{"Encoding": encoding, "Locale": locale} {
+		if strings.ContainsAny(v, "\x00\n\r\t /") || strings.HasPrefix(v, "-") {
+			return nil, fmt.Errorf("switchyardtest: %s %q is not an encoding or locale name", what, v)
+		}
+	}
 	bin := opts.Bin
 	if bin == "" {
 		if bin, err = FindBinaries(); err != nil {
@@ -134,13 +256,19 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		c.logf = func(string, ...any) {}
 	}
 	if opts.Dir != "" {
-		if err := makeEmptyDir(opts.Dir); err != nil {
+		// postgres runs in its data directory, so a relative path would
+		// not lead it there.
+		dir, err := filepath.Abs(opts.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("switchyardtest: %w", err)
+		}
+		if err := makeEmptyDir(dir); err != nil {
 			return nil, err
 		}
-		if err := acct.canReach(opts.Dir); err != nil {
+		if err := acct.canReach(dir); err != nil {
 			return nil, err
 		}
-		c.dir, c.keepDir = opts.Dir, true
+		c.dir, c.keepDir = dir, true
 	} else if c.dir, err = os.MkdirTemp(labBase(), labPrefix); err != nil {
 		return nil, fmt.Errorf("switchyardtest: %w", err)
 	}
@@ -157,7 +285,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 
 	start := time.Now()
-	tmpl, err := templateDir(bin, acct)
+	tmpl, err := templateDir(templateKey{bin: bin, encoding: encoding, locale: locale}, acct)
 	if err != nil {
 		return nil, err
 	}
@@ -169,41 +297,65 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		return opts.Port + i
 	}
-	primary, err := c.newNode(ctx, "primary", RolePrimary, tmpl, port(0), opts.Settings, nil)
-	if err != nil {
+	// Every node is a copy of the template with the cluster's own system
+	// identifier: the replicas are copies of the primary's directory as
+	// it is before its first start, and stream from its checkpoint (their
+	// slots, made before they start, and wal_keep_size hold the WAL).
+	c.sysid = newSystemIdentifier()
+	nodes := make([]*Node, len(names))
+	for i, name := range names {
+		role := RoleReplica
+		if i == 0 {
+			role = RolePrimary
+		}
+		nodes[i] = &Node{cluster: c, name: name, role: role, fixedPort: port(i),
+			dataDir: filepath.Join(c.dir, name), logPath: filepath.Join(c.dir, name+".log")}
+	}
+	c.mu.Lock()
+	c.primary, c.nodes = nodes[0], nodes
+	c.mu.Unlock()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conf := confs[n.name]
+			if n.role == RoleReplica {
+				var delay time.Duration
+				if i-1 < len(opts.ApplyDelay) {
+					delay = opts.ApplyDelay[i-1]
+				}
+				conf["primary_slot_name"] = quote(n.name)
+				conf["recovery_min_apply_delay"] = quote(strconv.FormatInt(delay.Milliseconds(), 10) + "ms")
+			}
+			errs[i] = n.prepare(tmpl, conf)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	c.primary = primary
+	c.logf("data directories ready (%v)", time.Since(start).Round(time.Millisecond))
+
+	primary, replicas := nodes[0], nodes[1:]
 	if err := primary.start(ctx); err != nil {
 		return nil, err
 	}
 	c.logf("primary ready on port %d (%v)", primary.Port(), time.Since(start).Round(time.Millisecond))
-
-	replicas := make([]*Node, opts.Replicas)
-	for i := range replicas {
-		name := fmt.Sprintf("replica%d", i+1)
-		var delay time.Duration
-		if i < len(opts.ApplyDelay) {
-			delay = opts.ApplyDelay[i]
-		}
-		if err := primary.createSlot(ctx, name); err != nil {
-			return nil, err
-		}
-		settings := map[string]string{
-			"primary_conninfo":         quote(primary.conninfo(name)),
-			"primary_slot_name":        quote(name),
-			"recovery_min_apply_delay": quote(strconv.FormatInt(delay.Milliseconds(), 10) + "ms"),
-		}
-		if replicas[i], err = c.newNode(ctx, name, RoleReplica, tmpl, port(i+1), opts.Settings, settings); err != nil {
+	if len(replicas) > 0 {
+		if err := primary.createSlot(ctx, names[1:]...); err != nil {
 			return nil, err
 		}
 	}
-	// The replicas start from a copy of the same initdb template as the
-	// primary, so they need no pg_basebackup: they stream from the
-	// template's shutdown checkpoint, which the primary still has (a slot
-	// holds it). Starting them side by side saves most of a second.
-	errs := make([]error, len(replicas))
-	var wg sync.WaitGroup
+	// The primary's port is known now that it runs.
+	for _, r := range replicas {
+		if err := r.appendConf(map[string]string{"primary_conninfo": quote(primary.conninfo(r.name))}); err != nil {
+			return nil, err
+		}
+	}
+	// Starting the replicas side by side saves most of a second.
+	errs = make([]error, len(replicas))
 	for i, r := range replicas {
 		wg.Add(1)
 		go func() {
@@ -237,69 +389,63 @@ func makeEmptyDir(dir string) error {
 	return nil
 }
 
-// newNode makes a node's data directory from the template and writes its
-// configuration; the server is not started.
-func (c *Cluster) newNode(ctx context.Context, name string, role Role, tmpl string, port int, common, own map[string]string) (*Node, error) {
-	n := &Node{cluster: c, name: name, role: role, fixedPort: port,
-		dataDir: filepath.Join(c.dir, name), logPath: filepath.Join(c.dir, name+".log")}
-	if err := copyTree(tmpl, n.dataDir); err != nil {
-		return nil, fmt.Errorf("switchyardtest: copy template for %s: %w", name, err)
+// prepare makes the node's data directory, a copy of the template with the
+// cluster's system identifier, and writes its configuration; the server is
+// not started.
+func (n *Node) prepare(tmpl string, conf map[string]string) error {
+	c := n.cluster
+	if err := copyTree(tmpl, n.dataDir, c.acct); err != nil {
+		return fmt.Errorf("switchyardtest: copy template for %s: %w", n.name, err)
 	}
-	conf := map[string]string{
-		"listen_addresses":             quote("127.0.0.1"),
-		"unix_socket_directories":      quote(""),
-		"fsync":                        "off",
-		"full_page_writes":             "off",
-		"shared_buffers":               quote("32MB"),
-		"max_connections":              "200",
-		"max_wal_senders":              "10",
-		"max_replication_slots":        "10",
-		"wal_keep_size":                quote("256MB"),
-		"hot_standby":                  "on",
-		"hot_standby_feedback":         "on",
-		"wal_retrieve_retry_interval":  quote("100ms"),
-		"wal_receiver_status_interval": quote("1s"),
-		"log_min_messages":             "warning",
-		"log_line_prefix":              quote("%m [%p] "),
-		"shared_preload_libraries":     quote(""),
-		// Dynamic shared memory in the data directory, so that a server
-		// killed without a clean shutdown leaves nothing in /dev/shm.
-		"dynamic_shared_memory_type": "mmap",
+	if err := setSystemIdentifier(n.dataDir, c.sysid); err != nil {
+		return err
 	}
-	for k, v := range common {
-		conf[k] = v
+	if err := n.appendConf(conf); err != nil {
+		return err
 	}
-	for k, v := range own {
-		conf[k] = v
+	if on, ok := parseBool(conf["hot_standby"]); ok && !on {
+		n.hotStandbyOff = true
 	}
+	if n.role == RoleReplica {
+		signal := filepath.Join(n.dataDir, "standby.signal")
+		if err := os.WriteFile(signal, nil, 0o600); err != nil {
+			return fmt.Errorf("switchyardtest: %w", err)
+		}
+		if err := c.acct.own(signal); err != nil {
+			return fmt.Errorf("switchyardtest: %w", err)
+		}
+	}
+	return nil
+}
+
+// appendConf adds settings at the end of the node's postgresql.conf.
+func (n *Node) appendConf(conf map[string]string) error {
 	var b strings.Builder
 	b.WriteString("\n# switchyardtest\n")
 	for _, k := range slices.Sorted(maps.Keys(conf)) {
-		fmt.Fprintf(&b, "%s = %s\n", k, conf[k])
+		fmt.Fprintf(&b, "%s = %s\n", k, confValue(conf[k]))
 	}
 	f, err := os.OpenFile(filepath.Join(n.dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("switchyardtest: %w", err)
+		return fmt.Errorf("switchyardtest: %w", err)
 	}
 	if _, err := f.WriteString(b.String()); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("switchyardtest: %w", err)
+		return fmt.Errorf("switchyardtest: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("switchyardtest: %w", err)
+		return fmt.Errorf("switchyardtest: %w", err)
 	}
-	if role == RoleReplica {
-		if err := os.WriteFile(filepath.Join(n.dataDir, "standby.signal"), nil, 0o600); err != nil {
-			return nil, fmt.Errorf("switchyardtest: %w", err)
-		}
+	return nil
+}
+
+// confValue is v as a postgresql.conf value: as given if quoted, else
+// quoted.
+func confValue(v string) string {
+	if len(v) >= 2 && strings.HasPrefix(v, "'") && strings.HasSuffix(v, "'") {
+		return v
 	}
-	if err := c.acct.own(n.dataDir); err != nil {
-		return nil, fmt.Errorf("switchyardtest: %w", err)
-	}
-	c.mu.Lock()
-	c.nodes = append(c.nodes, n)
-	c.mu.Unlock()
-	return n, nil
+	return quote(v)
 }
 
 // quote makes a postgresql.conf string value.
@@ -316,6 +462,10 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// SystemIdentifier is the cluster's system identifier, which every node
+// reports in pg_control_system().system_identifier; no other lab has it.
+func (c *Cluster) SystemIdentifier() uint64 { return c.sysid }
 
 // Dir is the directory holding the nodes' data directories and logs.
 func (c *Cluster) Dir() string { return c.dir }
@@ -374,7 +524,7 @@ func (c *Cluster) Promote(ctx context.Context, r *Node) error {
 		if err := r.createSlot(ctx, o.name); err != nil {
 			return err
 		}
-		if err := o.alterSystem(ctx, "primary_conninfo", quote(r.conninfo(o.name)), r.conninfo(o.name)); err != nil {
+		if err := o.SetSetting(ctx, "primary_conninfo", r.conninfo(o.name)); err != nil {
 			return err
 		}
 	}

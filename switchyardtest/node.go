@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +47,15 @@ type Node struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the postmaster has exited
 	pids pidFile       // as the running server wrote it
+
+	frozen bool // Freeze stopped the server's processes
+	// hotStandbyOff: hot_standby is off in the node's configuration, so as
+	// a replica it accepts no connections from its next start on.
+	hotStandbyOff bool
+	// noQueries: the running server is a standby with hot_standby off; it
+	// accepts no connections, and what the lab needs to know about it is
+	// asked of the primary.
+	noQueries bool
 }
 
 // Name is the node's name: "primary", "replica1", "replica2", ...
@@ -69,7 +79,12 @@ func (n *Node) Port() int {
 // superuser "postgres" (no password: the lab trusts loopback connections).
 // psql and pgx accept it.
 func (n *Node) DSN() string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", n.Port())
+	return dsnFor(net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port())))
+}
+
+// dsnFor is the lab's DSN for a server at addr (host:port).
+func dsnFor(addr string) string {
+	return "postgres://postgres@" + addr + "/postgres?sslmode=disable"
 }
 
 // DataDir is the node's data directory.
@@ -187,6 +202,9 @@ func (n *Node) launch(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	n.cmd, n.done = cmd, done
+	n.frozen = false
+	n.noQueries = n.role == RoleReplica && n.hotStandbyOff
+	noQueries := n.noQueries
 	n.mu.Unlock()
 	go func() {
 		cmd.Wait()
@@ -194,7 +212,7 @@ func (n *Node) launch(ctx context.Context) error {
 		close(done)
 	}()
 
-	err = n.waitAccepting(ctx, done)
+	err = n.waitAccepting(ctx, done, noQueries)
 	n.mu.Lock()
 	n.pids = readPIDFile(filepath.Join(n.dataDir, "postmaster.pid"))
 	n.mu.Unlock()
@@ -210,8 +228,10 @@ func (n *Node) launch(ctx context.Context) error {
 }
 
 // waitAccepting polls until the server accepts a connection (a standby
-// does once it reached a consistent state).
-func (n *Node) waitAccepting(ctx context.Context, done chan struct{}) error {
+// does once it reached a consistent state). A standby with hot_standby off
+// never does: for it (noQueries), a refusal because it cannot accept
+// connections now (SQLSTATE 57P03) shows that it is up.
+func (n *Node) waitAccepting(ctx context.Context, done chan struct{}, noQueries bool) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
@@ -221,10 +241,12 @@ func (n *Node) waitAccepting(ctx context.Context, done chan struct{}) error {
 		default:
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
-		conn, err := pgconn.Connect(cctx, n.DSN()+"&connect_timeout=2")
+		ours, err := n.answers(cctx)
 		ccancel()
-		if err == nil {
-			conn.Close(ctx)
+		if err == nil && ours {
+			return nil
+		}
+		if noQueries && sqlState(err) == "57P03" {
 			return nil
 		}
 		select {
@@ -235,6 +257,33 @@ func (n *Node) waitAccepting(ctx context.Context, done chan struct{}) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// answers connects to the node's port and reports whether the server
+// there is this node: the port was free when picked, but another process
+// (another lab's server, a relay) may have taken it before this server
+// could, and would answer in its place until this one gives up.
+func (n *Node) answers(ctx context.Context) (bool, error) {
+	cfg, err := pgconn.ParseConfig(n.DSN() + "&connect_timeout=2")
+	if err != nil {
+		return false, err
+	}
+	for k, v := range adminParams {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background())
+	res, err := conn.Exec(ctx, "SHOW data_directory").ReadAll()
+	if err != nil {
+		return false, err
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return false, errors.New("SHOW data_directory: no answer")
+	}
+	return filepath.Clean(string(res[0].Rows[0][0])) == filepath.Clean(n.dataDir), nil
 }
 
 // exited describes how the server process ended.
@@ -257,18 +306,28 @@ func (n *Node) logSince(offset int64) string {
 	return string(b)
 }
 
-// waitStreaming waits until the replica's WAL receiver streams.
+// waitStreaming waits until the replica's WAL receiver streams; for a
+// replica that accepts no connections, until the primary's
+// pg_stat_replication shows it streaming.
 func (n *Node) waitStreaming(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	conn, err := n.Connect(ctx)
+	via, query := n, "SELECT EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+	if n.acceptsNoQueries() {
+		via, query = n.cluster.Primary(), "SELECT EXISTS (SELECT FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming')"
+	}
+	conn, err := via.adminConnect(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
 	for {
 		var streaming bool
-		err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')").Scan(&streaming)
+		var args []any
+		if via != n {
+			args = []any{n.name}
+		}
+		err := conn.QueryRow(ctx, query, args...).Scan(&streaming)
 		if err != nil {
 			return fmt.Errorf("switchyardtest: %s: %w", n.name, err)
 		}
@@ -284,17 +343,19 @@ func (n *Node) waitStreaming(ctx context.Context) error {
 }
 
 // Stop shuts the server down cleanly (pg_ctl's fast mode: SIGINT) and
-// waits for it to exit.
+// waits for it to exit. A frozen server is thawed first.
 func (n *Node) Stop(ctx context.Context) error { return n.signalAndWait(ctx, syscall.SIGINT) }
 
 // StopImmediate stops the server as a crash would (pg_ctl's immediate mode:
-// SIGQUIT): no shutdown checkpoint, crash recovery at the next start.
+// SIGQUIT): no shutdown checkpoint, crash recovery at the next start. A
+// frozen server is thawed first.
 func (n *Node) StopImmediate(ctx context.Context) error {
 	return n.signalAndWait(ctx, syscall.SIGQUIT)
 }
 
 // Kill sends SIGKILL to every process of the server, as a machine losing
-// power would, and waits until they are all gone.
+// power would, and waits until they are all gone. It works on a frozen
+// server too.
 func (n *Node) Kill() error {
 	n.kill()
 	return nil
@@ -307,6 +368,8 @@ func (n *Node) signalAndWait(ctx context.Context, sig syscall.Signal) error {
 	if isClosed(done) {
 		return fmt.Errorf("switchyardtest: %s is not running", n.name)
 	}
+	// A stopped process handles no signal but SIGKILL until it continues.
+	n.Thaw()
 	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("switchyardtest: signal %s: %w", n.name, err)
 	}
@@ -338,6 +401,9 @@ func (n *Node) kill() {
 	syscall.Kill(-pid, syscall.SIGKILL)
 	<-done
 	waitGone(append(kids, pid))
+	n.mu.Lock()
+	n.frozen = false
+	n.mu.Unlock()
 }
 
 // waitGone waits until none of pids is alive, so that a restart finds no
@@ -373,7 +439,9 @@ func (n *Node) shutdown() {
 	pids.cleanUp()
 }
 
-// Connect opens a new connection to the node as the superuser.
+// Connect opens a new connection to the node as the superuser, with the
+// node's settings as they are (a default_transaction_read_only or
+// statement_timeout set on the node applies).
 func (n *Node) Connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.Connect(ctx, n.DSN())
 	if err != nil {
@@ -382,7 +450,38 @@ func (n *Node) Connect(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// Exec runs sql on the node on a new connection.
+// adminParams are session settings for the lab's own connections, so that
+// the settings a test gives a node (Options.NodeSettings, SetSetting) do not
+// break the lab's work on it.
+var adminParams = map[string]string{
+	"application_name":                    "switchyardtest",
+	"default_transaction_read_only":       "off",
+	"default_transaction_isolation":       "read committed",
+	"statement_timeout":                   "0",
+	"lock_timeout":                        "0",
+	"idle_in_transaction_session_timeout": "0",
+}
+
+// adminConnect opens a connection for the lab's own queries.
+func (n *Node) adminConnect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(n.DSN())
+	if err != nil {
+		return nil, fmt.Errorf("switchyardtest: %w", err)
+	}
+	for k, v := range adminParams {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		if n.acceptsNoQueries() {
+			return nil, fmt.Errorf("switchyardtest: connect to %s, a standby with hot_standby off, which accepts no connections: %w", n.name, err)
+		}
+		return nil, fmt.Errorf("switchyardtest: connect to %s: %w", n.name, err)
+	}
+	return conn, nil
+}
+
+// Exec runs sql on the node on a new connection (as Connect makes).
 func (n *Node) Exec(ctx context.Context, sql string, args ...any) error {
 	conn, err := n.Connect(ctx)
 	if err != nil {
@@ -395,46 +494,43 @@ func (n *Node) Exec(ctx context.Context, sql string, args ...any) error {
 	return nil
 }
 
-func (n *Node) queryRow(ctx context.Context, sql string, dst ...any) error {
-	conn, err := n.Connect(ctx)
+// exec is Exec on a lab connection.
+func (n *Node) exec(ctx context.Context, sql string, args ...any) error {
+	conn, err := n.adminConnect(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if err := conn.QueryRow(ctx, sql).Scan(dst...); err != nil {
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		return fmt.Errorf("switchyardtest: %s: %w", n.name, err)
 	}
 	return nil
 }
 
-func (n *Node) createSlot(ctx context.Context, name string) error {
-	return n.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)
-		WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, name)
+func (n *Node) queryRow(ctx context.Context, sql string, args []any, dst ...any) error {
+	conn, err := n.adminConnect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dst...); err != nil {
+		return fmt.Errorf("switchyardtest: %s: %w", n.name, err)
+	}
+	return nil
 }
 
-// alterSystem sets a server setting with ALTER SYSTEM (value in
-// postgresql.conf syntax), reloads the configuration, and waits until new
-// sessions see want in pg_settings.setting.
-func (n *Node) alterSystem(ctx context.Context, name, value, want string) error {
-	if err := n.Exec(ctx, fmt.Sprintf("ALTER SYSTEM SET %s = %s", pgx.Identifier{name}.Sanitize(), value)); err != nil {
-		return err
-	}
-	if err := n.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
-		return err
-	}
-	// pg_reload_conf only signals the postmaster; new sessions see the
-	// value once it has read the file.
-	for {
-		var got string
-		if err := n.queryRow(ctx, "SELECT setting FROM pg_settings WHERE name = '"+name+"'", &got); err == nil && got == want {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("switchyardtest: %s: %s not applied: %w", n.name, name, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+func (n *Node) createSlot(ctx context.Context, names ...string) error {
+	return n.exec(ctx, `SELECT pg_create_physical_replication_slot(name, true)
+		FROM unnest($1::text[]) name
+		WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = name)`, names)
+}
+
+// acceptsNoQueries reports whether the running server is a standby with
+// hot_standby off.
+func (n *Node) acceptsNoQueries() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.noQueries
 }
 
 // SetApplyDelay changes the replica's replay delay
@@ -443,19 +539,18 @@ func (n *Node) SetApplyDelay(ctx context.Context, d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("switchyardtest: negative apply delay %v", d)
 	}
-	ms := strconv.FormatInt(d.Milliseconds(), 10)
-	return n.alterSystem(ctx, "recovery_min_apply_delay", quote(ms+"ms"), ms)
+	return n.SetSetting(ctx, "recovery_min_apply_delay", strconv.FormatInt(d.Milliseconds(), 10)+"ms")
 }
 
 // PauseReplay pauses WAL replay on the replica (pg_wal_replay_pause) and
 // waits until it has paused. The replica keeps receiving WAL.
 func (n *Node) PauseReplay(ctx context.Context) error {
-	if err := n.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
+	if err := n.exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
 		return err
 	}
 	for {
 		var state string
-		if err := n.queryRow(ctx, "SELECT pg_get_wal_replay_pause_state()", &state); err != nil {
+		if err := n.queryRow(ctx, "SELECT pg_get_wal_replay_pause_state()", nil, &state); err != nil {
 			return err
 		}
 		if state == "paused" {
@@ -471,29 +566,73 @@ func (n *Node) PauseReplay(ctx context.Context) error {
 
 // ResumeReplay resumes WAL replay paused by PauseReplay.
 func (n *Node) ResumeReplay(ctx context.Context) error {
-	return n.Exec(ctx, "SELECT pg_wal_replay_resume()")
+	return n.exec(ctx, "SELECT pg_wal_replay_resume()")
 }
 
 // Promote turns the replica into a primary (pg_promote) and waits until it
-// accepts writes. Cluster.Promote also repoints the other replicas.
+// accepts writes. Cluster.Promote also repoints the other replicas. A
+// replica with hot_standby off, which accepts no connections, is promoted
+// as pg_ctl promote does it (a promote file and SIGUSR1).
 func (n *Node) Promote(ctx context.Context) error {
-	var ok bool
-	if err := n.queryRow(ctx, "SELECT pg_promote(true, 60)", &ok); err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("switchyardtest: %s: promotion did not finish in 60s", n.name)
+	if n.acceptsNoQueries() {
+		if err := n.promoteBySignal(ctx); err != nil {
+			return err
+		}
+	} else {
+		var ok bool
+		if err := n.queryRow(ctx, "SELECT pg_promote(true, 60)", nil, &ok); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("switchyardtest: %s: promotion did not finish in 60s", n.name)
+		}
 	}
 	n.mu.Lock()
 	n.role = RolePrimary
+	n.noQueries = false
 	n.mu.Unlock()
 	return nil
+}
+
+func (n *Node) promoteBySignal(ctx context.Context) error {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if isClosed(done) {
+		return fmt.Errorf("switchyardtest: %s is not running", n.name)
+	}
+	path := filepath.Join(n.dataDir, "promote")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		return fmt.Errorf("switchyardtest: %w", err)
+	}
+	if err := n.cluster.acct.own(path); err != nil {
+		return fmt.Errorf("switchyardtest: %w", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		return fmt.Errorf("switchyardtest: signal %s: %w", n.name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		var inRecovery bool
+		err := n.queryRow(ctx, "SELECT pg_is_in_recovery()", nil, &inRecovery)
+		if err == nil && !inRecovery {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("switchyardtest: %s: promotion did not finish: %w (last: %v)", n.name, ctx.Err(), err)
+		case <-done:
+			return fmt.Errorf("switchyardtest: %s: %w", n.name, n.exited())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // InRecovery asks the server whether it is a standby (pg_is_in_recovery).
 func (n *Node) InRecovery(ctx context.Context) (bool, error) {
 	var r bool
-	err := n.queryRow(ctx, "SELECT pg_is_in_recovery()", &r)
+	err := n.queryRow(ctx, "SELECT pg_is_in_recovery()", nil, &r)
 	return r, err
 }
 
@@ -501,16 +640,23 @@ func (n *Node) InRecovery(ctx context.Context) (bool, error) {
 // (pg_current_wal_insert_lsn).
 func (n *Node) InsertLSN(ctx context.Context) (LSN, error) {
 	var l LSN
-	err := n.queryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text", &l)
+	err := n.queryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text", nil, &l)
 	return l, err
 }
 
 // ReplayLSN is the position a replica has replayed up to
-// (pg_last_wal_replay_lsn).
+// (pg_last_wal_replay_lsn). For a replica with hot_standby off, which
+// accepts no connections, it is the replay_lsn the primary's
+// pg_stat_replication shows for it, which the replica reports when it
+// receives WAL and at least every wal_receiver_status_interval (1s in the
+// lab): it may be that much behind.
 func (n *Node) ReplayLSN(ctx context.Context) (LSN, error) {
+	if n.acceptsNoQueries() {
+		return n.replayLSNFromPrimary(ctx)
+	}
 	var l LSN
 	var inRecovery bool
-	if err := n.queryRow(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text", &inRecovery, &l); err != nil {
+	if err := n.queryRow(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text", nil, &inRecovery, &l); err != nil {
 		return 0, err
 	}
 	if !inRecovery {
@@ -519,10 +665,28 @@ func (n *Node) ReplayLSN(ctx context.Context) (LSN, error) {
 	return l, nil
 }
 
+func (n *Node) replayLSNFromPrimary(ctx context.Context) (LSN, error) {
+	var l LSN
+	p := n.cluster.Primary()
+	err := p.queryRow(ctx, `SELECT coalesce((SELECT replay_lsn FROM pg_stat_replication WHERE application_name = $1
+		ORDER BY replay_lsn DESC NULLS LAST LIMIT 1), '0/0')::text`, []any{n.name}, &l)
+	return l, err
+}
+
 // WaitReplay waits until the replica has replayed target (an insert LSN
-// from the primary) or ctx ends.
+// from the primary) or ctx ends. For a replica with hot_standby off it
+// watches the primary's pg_stat_replication (see ReplayLSN), and may see
+// the replay up to a second late.
 func (n *Node) WaitReplay(ctx context.Context, target LSN) error {
-	conn, err := n.Connect(ctx)
+	via, query := n, "SELECT pg_last_wal_replay_lsn()::text, current_setting('wal_block_size')::int8"
+	var args []any
+	if n.acceptsNoQueries() {
+		via = n.cluster.Primary()
+		query = `SELECT coalesce((SELECT replay_lsn FROM pg_stat_replication WHERE application_name = $1
+			ORDER BY replay_lsn DESC NULLS LAST LIMIT 1), '0/0')::text, current_setting('wal_block_size')::int8`
+		args = []any{n.name}
+	}
+	conn, err := via.adminConnect(ctx)
 	if err != nil {
 		return err
 	}
@@ -530,8 +694,8 @@ func (n *Node) WaitReplay(ctx context.Context, target LSN) error {
 	for {
 		var got LSN
 		var blockSize uint64
-		if err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn()::text, current_setting('wal_block_size')::int8").Scan(&got, &blockSize); err != nil {
-			return fmt.Errorf("switchyardtest: %s: %w", n.name, err)
+		if err := conn.QueryRow(ctx, query, args...).Scan(&got, &blockSize); err != nil {
+			return fmt.Errorf("switchyardtest: %s: %w", via.name, err)
 		}
 		// An insert position can sit inside a page header, which replay
 		// only passes with the next record.
@@ -544,4 +708,13 @@ func (n *Node) WaitReplay(ctx context.Context, target LSN) error {
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// sqlState is the SQLSTATE of a server error in err's chain, or "".
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }

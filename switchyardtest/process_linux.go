@@ -94,6 +94,48 @@ func children(pid int) []int {
 	return kids
 }
 
+// descendants lists the processes below pid (children, their children,
+// ...), from one pass over /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	kids := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) >= 2 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				kids[ppid] = append(kids[ppid], p)
+			}
+		}
+	}
+	var out []int
+	for queue := kids[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, kids[queue[0]]...)
+	}
+	return out
+}
+
+// stopped reports whether pid is stopped by a signal, or gone.
+func stopped(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && (f[0] == "T" || f[0] == "t" || f[0] == "Z" || f[0] == "X")
+}
+
 // exited reports whether pid is gone or a zombie: a killed server process
 // whose parent died too is reaped by init when init gets to it, which in a
 // container may be never.

@@ -35,6 +35,23 @@ func children(pid int) []int {
 	return kids
 }
 
+// descendants lists the processes below pid, with pgrep.
+func descendants(pid int) []int {
+	var out []int
+	for queue := children(pid); len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, children(queue[0])...)
+	}
+	return out
+}
+
+// stopped reports whether pid is stopped by a signal, or gone, with ps.
+func stopped(pid int) bool {
+	out, err := exec.Command("ps", "-o", "stat=", "-p", strconv.Itoa(pid)).Output()
+	s := strings.TrimSpace(string(out))
+	return err != nil || s == "" || s[0] == 'T' || s[0] == 'Z'
+}
+
 // exited reports whether pid is gone.
 func exited(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
 
