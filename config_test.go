@@ -28,8 +28,8 @@ func TestBadInput(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
 	const secret = "s3cr3t-pw"
-	primary := shared.Primary().DSN()
-	replica := shared.Replicas()[0].DSN()
+	primary := sharedLab(t).Primary().DSN()
+	replica := sharedLab(t).Replicas()[0].DSN()
 	dead := fmt.Sprintf("postgres://app:%s@127.0.0.1:%d/app?connect_timeout=2", secret, deadPort(t))
 
 	for _, tc := range []struct {
@@ -97,7 +97,7 @@ func TestBadInput(t *testing.T) {
 			}
 			return "postgres://postgres:" + secret + "@" + strings.Join(hs, ",") + "/postgres?sslmode=disable&connect_timeout=2"
 		}
-		p, r1, r2 := shared.Primary().Port(), shared.Replicas()[0].Port(), shared.Replicas()[1].Port()
+		p, r1, r2 := sharedLab(t).Primary().Port(), sharedLab(t).Replicas()[0].Port(), sharedLab(t).Replicas()[1].Port()
 		for _, tc := range []struct {
 			name, url string
 			want      error

@@ -124,7 +124,7 @@ func TestParseConfig(t *testing.T) {
 		return "postgres://postgres:" + secret + "@" + strings.Join(hs, ",") + "/postgres?sslmode=disable&connect_timeout=2"
 	}
 	dead := deadPort(t)
-	cfg, err := switchyard.ParseConfig(hosts(shared.Replicas()[0].Port(), shared.Primary().Port(), dead))
+	cfg, err := switchyard.ParseConfig(hosts(sharedLab(t).Replicas()[0].Port(), sharedLab(t).Primary().Port(), dead))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,17 +136,17 @@ func TestParseConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if s := db.Stats(); s.Nodes[0].Role != switchyard.RolePrimary || s.Nodes[0].Name != fmt.Sprintf("127.0.0.1:%d", shared.Primary().Port()) {
+	if s := db.Stats(); s.Nodes[0].Role != switchyard.RolePrimary || s.Nodes[0].Name != fmt.Sprintf("127.0.0.1:%d", sharedLab(t).Primary().Port()) {
 		t.Errorf("the primary was not found: %+v", s.Nodes[0])
 	}
 	if out := logs.String(); !strings.Contains(out, fmt.Sprint(dead)) || strings.Contains(out, secret) {
 		t.Errorf("the Logger should hear of the dead host, without its password:\n%s", out)
 	}
 	// WriteFunctions came along: a read calling one goes to the primary.
-	if err := shared.Primary().Exec(ctx, "CREATE OR REPLACE FUNCTION nextval_like() RETURNS int LANGUAGE sql AS 'SELECT 1'"); err != nil {
+	if err := sharedLab(t).Primary().Exec(ctx, "CREATE OR REPLACE FUNCTION nextval_like() RETURNS int LANGUAGE sql AS 'SELECT 1'"); err != nil {
 		t.Fatal(err)
 	}
-	if err := shared.WaitReplicas(ctx); err != nil {
+	if err := sharedLab(t).WaitReplicas(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var rec bool
@@ -165,7 +165,7 @@ func TestParseConfig(t *testing.T) {
 		{"host twice", func() (switchyard.Config, error) { return switchyard.ParseConfig(hosts(dead, dead+1, dead)) }},
 		{"both forms", func() (switchyard.Config, error) {
 			cfg, err := switchyard.ParseConfig(hosts(dead))
-			cfg.Primary = shared.Primary().DSN()
+			cfg.Primary = sharedLab(t).Primary().DSN()
 			if err != nil {
 				return cfg, err
 			}

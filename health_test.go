@@ -137,13 +137,13 @@ func TestCloseLeaksNothing(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
 	before := runtime.NumGoroutine()
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 	for i := 0; i < 20; i++ {
 		var n int
 		db.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n)
 		db.Exec(ctx, "UPDATE items SET v = v WHERE id = 1")
 	}
-	closeAndCheckLeaks(t, shared, db, before)
+	closeAndCheckLeaks(t, sharedLab(t), db, before)
 	db.Close()
 	if _, err := db.Exec(ctx, "SELECT 1"); err != switchyard.ErrClosed {
 		t.Errorf("Exec after Close: %v", err)

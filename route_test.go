@@ -59,13 +59,13 @@ func setupRouting(t *testing.T) {
 	t.Helper()
 	setupOnce.Do(func() {
 		ctx := testCtx(t)
-		if err := shared.Primary().Exec(ctx, `
+		if err := sharedLab(t).Primary().Exec(ctx, `
 			CREATE TABLE items (id serial PRIMARY KEY, v int NOT NULL DEFAULT 0);
 			INSERT INTO items (v) SELECT g FROM generate_series(1, 10) g;
 			CREATE SEQUENCE seq;`); err != nil {
 			t.Fatal(err)
 		}
-		if err := shared.WaitReplicas(ctx); err != nil {
+		if err := sharedLab(t).WaitReplicas(ctx); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -75,7 +75,7 @@ func setupRouting(t *testing.T) {
 func TestRouting(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 	const who = "inet_server_port(), pg_is_in_recovery()"
 	for _, tc := range []struct {
 		name, sql string
@@ -169,7 +169,7 @@ func primaryRouted(db *switchyard.DB) uint64 {
 func TestExecAndCopyGoToThePrimary(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 	before := primaryRouted(db)
 	if _, err := db.Exec(ctx, "UPDATE items SET v = v + 1 WHERE id = 2"); err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func TestExecAndCopyGoToThePrimary(t *testing.T) {
 func TestTransactionsStayOnOneConnection(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -266,7 +266,7 @@ func TestTransactionsStayOnOneConnection(t *testing.T) {
 func TestBatchRouting(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 
 	reads := &pgx.Batch{}
 	reads.Queue("SELECT pg_is_in_recovery()")
@@ -307,7 +307,7 @@ func TestBatchRouting(t *testing.T) {
 func TestAtomic(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 	count := func(marker int) int {
 		var n int
 		if err := db.QueryRow(switchyard.Primary(ctx), "SELECT count(*) FROM items WHERE v = $1", marker).Scan(&n); err != nil {
@@ -381,7 +381,7 @@ func TestAtomic(t *testing.T) {
 func TestBalancingFollowsWeights(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	db := openDB(t, shared, func(c *switchyard.Config) { c.ReplicaWeights = []int{1, 3} })
+	db := openDB(t, sharedLab(t), func(c *switchyard.Config) { c.ReplicaWeights = []int{1, 3} })
 	counts := map[int32]int{}
 	for i := 0; i < 400; i++ {
 		var port int32
@@ -390,7 +390,7 @@ func TestBalancingFollowsWeights(t *testing.T) {
 		}
 		counts[port]++
 	}
-	r1, r2 := counts[int32(shared.Replicas()[0].Port())], counts[int32(shared.Replicas()[1].Port())]
+	r1, r2 := counts[int32(sharedLab(t).Replicas()[0].Port())], counts[int32(sharedLab(t).Replicas()[1].Port())]
 	t.Logf("replica1 %d, replica2 %d (weights 1:3)", r1, r2)
 	if r1 == 0 || r2 <= r1 || r1+r2 != 400 {
 		t.Errorf("reads per replica %d and %d with weights 1 and 3", r1, r2)
@@ -400,7 +400,7 @@ func TestBalancingFollowsWeights(t *testing.T) {
 func TestStats(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 	db.Exec(ctx, "SELECT 1")
 	db.Exec(ctx, "UPDATE items SET v = v WHERE id = 1")
 	db.Exec(switchyard.Primary(ctx), "SELECT 1")
@@ -428,14 +428,14 @@ func TestStats(t *testing.T) {
 func TestHiddenWriteRetriedOnPrimary(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
-	if err := shared.Primary().Exec(ctx, `CREATE OR REPLACE FUNCTION bump() RETURNS int
+	if err := sharedLab(t).Primary().Exec(ctx, `CREATE OR REPLACE FUNCTION bump() RETURNS int
 		LANGUAGE sql AS 'UPDATE items SET v = v + 1 WHERE id = 3 RETURNING v'`); err != nil {
 		t.Fatal(err)
 	}
-	if err := shared.WaitReplicas(ctx); err != nil {
+	if err := sharedLab(t).WaitReplicas(ctx); err != nil {
 		t.Fatal(err)
 	}
-	db := openDB(t, shared)
+	db := openDB(t, sharedLab(t))
 	var v int
 	var rec bool
 	if err := db.QueryRow(switchyard.WithSession(ctx), "SELECT bump(), pg_is_in_recovery()").Scan(&v, &rec); err != nil {
@@ -448,7 +448,7 @@ func TestHiddenWriteRetriedOnPrimary(t *testing.T) {
 		t.Errorf("routes %+v: want one replica attempt, retried once", r)
 	}
 
-	listed := openDB(t, shared, func(c *switchyard.Config) { c.WriteFunctions = []string{"bump"} })
+	listed := openDB(t, sharedLab(t), func(c *switchyard.Config) { c.WriteFunctions = []string{"bump"} })
 	if err := listed.QueryRow(switchyard.WithSession(ctx), "SELECT bump(), pg_is_in_recovery()").Scan(&v, &rec); err != nil || rec {
 		t.Errorf("a listed write function: on a replica %v, %v", rec, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/httpsession"
 	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/switchyardtest"
 )
 
 func testCtx(t testing.TB) context.Context {
@@ -31,8 +32,8 @@ func testCtx(t testing.TB) context.Context {
 // it when the test ends.
 func openDB(t testing.TB) *switchyard.DB {
 	t.Helper()
-	cfg := switchyard.Config{Primary: shared.Primary().DSN()}
-	for _, r := range shared.Replicas() {
+	cfg := switchyard.Config{Primary: switchyardtest.Need(t, shared).Primary().DSN()}
+	for _, r := range switchyardtest.Need(t, shared).Replicas() {
 		cfg.Replicas = append(cfg.Replicas, r.DSN())
 	}
 	db, err := switchyard.Open(testCtx(t), cfg)
@@ -229,10 +230,10 @@ func TestCookieAcrossServers(t *testing.T) {
 	// Once the replicas have the session's writes, its reads go to them:
 	// the cookie does not pin the user to the primary.
 	t.Run("reads go to replicas once they caught up", func(t *testing.T) {
-		if err := shared.WaitReplicas(ctx); err != nil {
+		if err := switchyardtest.Need(t, shared).WaitReplicas(ctx); err != nil {
 			t.Fatal(err)
 		}
-		target, err := shared.Primary().InsertLSN(ctx)
+		target, err := switchyardtest.Need(t, shared).Primary().InsertLSN(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,6 +40,7 @@ type env struct {
 // if any connection named app is left on a server.
 func open(t *testing.T, app string) *env {
 	t.Helper()
+	lab := switchyardtest.Need(t, lab)
 	ctx := testCtx(t)
 	cfg := switchyard.Config{Primary: lab.Primary().DSN() + "&application_name=" + app}
 	for _, r := range lab.Replicas() {

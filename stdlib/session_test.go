@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/stdlib"
+	"github.com/switchyard-db/switchyard/switchyardtest"
 )
 
 // TestReadYourWritesWithSession checks that a session reads its own
@@ -18,7 +19,7 @@ func TestReadYourWritesWithSession(t *testing.T) {
 	ctx := testCtx(t)
 	db := openDB(t)
 	sqlDB := openSQL(t, db)
-	if err := shared.Primary().Exec(ctx, "DELETE FROM items WHERE v BETWEEN 880000 AND 889999"); err != nil {
+	if err := switchyardtest.Need(t, shared).Primary().Exec(ctx, "DELETE FROM items WHERE v BETWEEN 880000 AND 889999"); err != nil {
 		t.Fatal(err) // rows of an earlier run (go test -count)
 	}
 	for i := 0; i < 30; i++ {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/stdlib"
+	"github.com/switchyard-db/switchyard/switchyardtest"
 )
 
 func testCtx(t testing.TB) context.Context {
@@ -36,8 +37,8 @@ func withApp(dsn, app string) string { return dsn + "&application_name=" + app }
 // openDB opens a DB on the shared lab, closed when the test ends.
 func openDB(t testing.TB, edit ...func(*switchyard.Config)) *switchyard.DB {
 	t.Helper()
-	cfg := switchyard.Config{Primary: shared.Primary().DSN()}
-	for _, r := range shared.Replicas() {
+	cfg := switchyard.Config{Primary: switchyardtest.Need(t, shared).Primary().DSN()}
+	for _, r := range switchyardtest.Need(t, shared).Replicas() {
 		cfg.Replicas = append(cfg.Replicas, r.DSN())
 	}
 	for _, e := range edit {
@@ -400,7 +401,7 @@ func waitIdle(t *testing.T, db *switchyard.DB) {
 // view of the server from outside the DB's pools.
 func freshCount(t *testing.T, ctx context.Context, query string, args ...any) int {
 	t.Helper()
-	c, err := shared.Primary().Connect(ctx)
+	c, err := switchyardtest.Need(t, shared).Primary().Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +563,7 @@ func TestSessionStateInTransactionEndsWithIt(t *testing.T) {
 		t.Run(end, func(t *testing.T) {
 			marker := 666000 + i
 			lock := 4300 + i
-			if err := shared.Primary().Exec(ctx, "DELETE FROM items WHERE v = $1", marker); err != nil {
+			if err := switchyardtest.Need(t, shared).Primary().Exec(ctx, "DELETE FROM items WHERE v = $1", marker); err != nil {
 				t.Fatal(err) // rows of an earlier run (go test -count)
 			}
 			tx, err := sqlDB.BeginTx(ctx, nil)
@@ -940,7 +941,7 @@ func TestValuesMatchPgxStdlib(t *testing.T) {
 func testValuesMatch(t *testing.T, query string) {
 	ctx := testCtx(t)
 	sqlDB := openSQL(t, openDB(t))
-	ref, err := sql.Open("pgx", shared.Replicas()[1].DSN())
+	ref, err := sql.Open("pgx", switchyardtest.Need(t, shared).Replicas()[1].DSN())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1132,8 +1133,8 @@ func TestNoLeaks(t *testing.T) {
 	ctx := testCtx(t)
 	const app = "switchyard_stdlib_leaks"
 	goroutines := runtime.NumGoroutine()
-	cfg := switchyard.Config{Primary: withApp(shared.Primary().DSN(), app)}
-	for _, r := range shared.Replicas() {
+	cfg := switchyard.Config{Primary: withApp(switchyardtest.Need(t, shared).Primary().DSN(), app)}
+	for _, r := range switchyardtest.Need(t, shared).Replicas() {
 		cfg.Replicas = append(cfg.Replicas, withApp(r.DSN(), app))
 	}
 	db, err := switchyard.Open(ctx, cfg)
@@ -1179,7 +1180,7 @@ func TestNoLeaks(t *testing.T) {
 // countApp counts the connections named app on every server of the lab.
 func countApp(t *testing.T, ctx context.Context, app string) int {
 	total := 0
-	for _, n := range shared.Nodes() {
+	for _, n := range switchyardtest.Need(t, shared).Nodes() {
 		c, err := n.Connect(ctx)
 		if err != nil {
 			t.Fatal(err)

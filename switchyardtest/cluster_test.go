@@ -281,6 +281,7 @@ func TestPromotedReplicaAcceptsWrites(t *testing.T) {
 }
 
 func TestCloseLeavesNothing(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	t.Parallel()
 	ctx := ctxFor(t)
 	c, err := switchyardtest.Start(ctx, switchyardtest.Options{Replicas: 2})
@@ -330,6 +331,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 }
 
 func TestKeptDir(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	t.Parallel()
 	ctx := ctxFor(t)
 	parent, err := os.MkdirTemp("", "switchyard-keep-")
@@ -404,6 +406,7 @@ func TestManyClustersAtOnce(t *testing.T) {
 // child with SIGKILL, and checks that its servers die with it and that the
 // next lab removes its directory.
 func TestKilledOwnerLeavesNothing(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	if os.Getenv("SWITCHYARD_LAB_CHILD") == "1" {
 		c, err := switchyardtest.Start(context.Background(), switchyardtest.Options{Replicas: 1})
 		if err != nil {

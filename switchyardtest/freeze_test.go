@@ -91,6 +91,7 @@ func TestFrozenReplicaCatchesUp(t *testing.T) {
 // TestFrozenNodesStopAndClose checks that Stop, Kill and Close work on
 // frozen servers and leave no process.
 func TestFrozenNodesStopAndClose(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	t.Parallel()
 	ctx := ctxFor(t)
 	c, err := switchyardtest.Start(ctx, switchyardtest.Options{Replicas: 3})

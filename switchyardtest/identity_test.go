@@ -143,6 +143,7 @@ func TestEncodings(t *testing.T) {
 }
 
 func TestUnknownLocale(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	t.Parallel()
 	ctx := ctxFor(t)
 	c, err := switchyardtest.Start(ctx, switchyardtest.Options{Locale: "xx_NOWHERE.UTF-8"})

@@ -125,3 +125,17 @@ func Need(tb SkipTB, c *Cluster) *Cluster {
 	tb.Fatalf("switchyardtest: no cluster: it is started by Main in TestMain (or use New)")
 	return nil
 }
+
+// NeedServer skips tb when there are no PostgreSQL server binaries on the
+// machine (and SWITCHYARD_REQUIRE_SERVER is not set; then it fails tb),
+// for a test that starts servers itself with Start or runs a command that
+// does.
+func NeedServer(tb SkipTB) {
+	tb.Helper()
+	if _, err := FindBinaries(); err != nil {
+		if serverRequired() {
+			tb.Fatalf("%v", err)
+		}
+		tb.Skipf("%v", err)
+	}
+}

@@ -3,6 +3,7 @@ package switchyardtest_test
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +22,12 @@ var mainLab *switchyardtest.Cluster
 func TestMain(m *testing.M) {
 	if os.Getenv(mainChild) == "1" {
 		switchyardtest.Main(m, switchyardtest.Options{}, &mainLab, nil)
+	}
+	// Without a server, the examples (which need one) do not run: the
+	// tests that need one skip themselves (NeedServer).
+	if _, err := switchyardtest.FindBinaries(); err != nil && os.Getenv(switchyardtest.RequireServerEnv) == "" {
+		flag.Parse()
+		flag.Set("test.skip", "^Example")
 	}
 	os.Exit(m.Run())
 }
@@ -102,6 +109,7 @@ func TestMainWithoutServer(t *testing.T) {
 }
 
 func TestMainWithServer(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	t.Parallel()
 	stdout, stderr, code := runChild(t, switchyardtest.RequireServerEnv+"=1")
 	if code != 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/switchyard-db/switchyard/switchyardtest"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 // shape of its table: the naive router reads stale data, the sticky one and
 // switchyard never do, and switchyard still serves reads from replicas.
 func TestCompare(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer

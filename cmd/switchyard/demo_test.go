@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/switchyard-db/switchyard/switchyardtest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 // checks where its table says each kind of statement ran, and the shape of
 // the comparison at its end.
 func TestDemo(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer

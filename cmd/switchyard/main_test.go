@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/switchyard-db/switchyard/switchyardtest"
 	"os"
 	"os/exec"
 	"strings"
@@ -61,6 +62,7 @@ func TestHelp(t *testing.T) {
 // would, connects to every printed DSN, sees the last replica lag, sends
 // SIGINT, and checks that every server is gone.
 func TestLabUp(t *testing.T) {
+	switchyardtest.NeedServer(t)
 	if os.Getenv("SWITCHYARD_CLI_CHILD") == "1" {
 		for i, a := range os.Args {
 			if a == "--" {
