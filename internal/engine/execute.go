@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/switchyard-db/switchyard/internal/lsn"
 	"github.com/switchyard-db/switchyard/internal/pgerr"
 	"github.com/switchyard-db/switchyard/internal/topology"
@@ -176,7 +174,7 @@ func (e *Engine) Again(ctx context.Context, p *Plan, err error) bool {
 		// Sent again only if it never left this process (a pooled
 		// connection that died while idle, a primary that refused the
 		// connection); Ready waits for the primary.
-		return pgconn.SafeToRetry(err)
+		return pgerr.NotSent(err)
 	}
 	if p.Node.IsPrimary() {
 		return down // Ready waits for it, or for a promoted replica
@@ -264,5 +262,29 @@ func (e *Engine) Atomic(ctx context.Context, maxAttempts int, fn func() error) e
 			return err
 		case <-timer.C:
 		}
+	}
+}
+
+// MarkWritten records a write that the plan's own accounting did not see
+// (a transaction a client ended with COMMIT inside a string of
+// statements): the session is dirty until its next capture.
+func (p *Plan) MarkWritten() {
+	p.markWrite()
+	p.markWrite()
+}
+
+// WillCapture makes the plan carry a capture that the front runs after the
+// statement in a later implicit transaction of its round trip (a pinned
+// connection's read or write, say): for a write as CaptureWrite says, for
+// a read covering the session's marks as of now.
+func (p *Plan) WillCapture() {
+	if p.Write {
+		p.CaptureWrite()
+		return
+	}
+	p.After = AfterCapture
+	p.seen = p.pos.marks.Load()
+	if p.global != nil {
+		p.seenGlobal = p.global.marks.Load()
 	}
 }

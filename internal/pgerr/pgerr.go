@@ -79,3 +79,11 @@ func RetryReadElsewhere(err error) bool {
 	}
 	return false
 }
+
+// NotSent reports whether err proves that a statement never left the
+// process: pgx says it is safe to retry, or the connection to send it on
+// could not be made.
+func NotSent(err error) bool {
+	var connErr *pgconn.ConnectError
+	return pgconn.SafeToRetry(err) || errors.As(err, &connErr)
+}
