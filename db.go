@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/switchyard-db/switchyard/internal/connstr"
 	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
@@ -47,11 +48,11 @@ var _ interface {
 // must not be in recovery; replicas that are down or lagging are fine (they
 // join when they come up), and until then reads go to the primary.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
-	specs, discover, err := cfg.specs()
+	nodes, discover, err := cfg.specs()
 	if err != nil {
 		return nil, err
 	}
-	return open(ctx, specs, discover, &cfg)
+	return open(ctx, nodes, discover, &cfg)
 }
 
 // Connect opens a DB from one libpq-style connection string that lists
@@ -68,30 +69,23 @@ func Connect(ctx context.Context, connString string) (*DB, error) {
 	return Open(ctx, cfg)
 }
 
-func open(ctx context.Context, specs []nodeSpec, discover bool, cfg *Config) (*DB, error) {
-	var secrets []string
-	ecfg := engine.Config{
+func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config) (*DB, error) {
+	cluster, secrets := connstr.Cluster("default", nodes, discover)
+	byName := map[string]*pgxpool.Config{}
+	for _, n := range nodes {
+		byName[n.Name] = n.Config
+	}
+	db := &DB{}
+	e, err := engine.Open(ctx, engine.Config{
+		Clusters:        []engine.ClusterSpec{cluster},
 		WriteFunctions:  cfg.WriteFunctions,
 		MonitorInterval: cfg.MonitorInterval,
 		ReplicaWait:     cfg.ReplicaWait,
 		PrimaryWait:     cfg.PrimaryWait,
 		Logger:          cfg.Logger,
-	}
-	cluster := engine.ClusterSpec{Name: "default", Discover: discover}
-	byName := map[string]*pgxpool.Config{}
-	for _, s := range specs {
-		// The monitor's own connections go through pgconn: without the
-		// user's tracer, which would see its polls dozens of times a
-		// second.
-		cluster.Nodes = append(cluster.Nodes, engine.NodeSpec{Name: s.name, Config: s.config.ConnConfig.Config.Copy(), Weight: s.weight})
-		byName[s.name] = s.config
-		secrets = append(secrets, secretsOf(s.config)...)
-	}
-	ecfg.Clusters = []engine.ClusterSpec{cluster}
-	ecfg.Secrets = secrets
-	db := &DB{}
-	ecfg.OnDown = db.nodeDown
-	e, err := engine.Open(ctx, ecfg)
+		Secrets:         secrets,
+		OnDown:          db.nodeDown,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -107,14 +101,6 @@ func open(ctx context.Context, specs []nodeSpec, discover bool, cfg *Config) (*D
 	}
 	e.Start()
 	return db, nil
-}
-
-// secretsOf returns the forms a node's password may take in a message.
-func secretsOf(cfg *pgxpool.Config) []string {
-	if cfg.ConnConfig.Password == "" {
-		return secretsIn(cfg.ConnString())
-	}
-	return append(secretsIn(cfg.ConnString()), cfg.ConnConfig.Password)
 }
 
 // nodeDown drops the idle connections of a node that went out of rotation:
