@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/lsn"
@@ -76,12 +77,43 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	var p engine.Plan
 	db.plan(ctx, &p, sql, args)
 	var tag pgconn.CommandTag
-	err := db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
-		tag, err = db.exec(ctx, p, db.pool(p.Node), sql, args)
+	var h held
+	err := db.engine.Do(ctx, &p, func(p *engine.Plan) error {
+		c, err := h.acquire(ctx, db, p)
+		if err != nil {
+			return err
+		}
+		tag, err = db.exec(ctx, p, c, sql, args)
 		return err
 	})
+	h.release()
 	p.Finish(err)
 	return tag, err
+}
+
+// held is the pooled connection of a statement's attempt. It is kept for
+// the next attempt only when the engine runs the statement again on the
+// same connection (a stale prepared statement that pgx has just dropped
+// there); otherwise each attempt takes one from its node's pool.
+type held struct{ c *pgxpool.Conn }
+
+func (h *held) acquire(ctx context.Context, db *DB, p *engine.Plan) (*pgxpool.Conn, error) {
+	if h.c != nil {
+		if p.SameConnection() {
+			return h.c, nil
+		}
+		h.release()
+	}
+	c, err := db.pool(p.Node).Acquire(ctx)
+	h.c = c
+	return c, err
+}
+
+func (h *held) release() {
+	if h.c != nil {
+		h.c.Release()
+		h.c = nil
+	}
 }
 
 // queryer is what runs a statement: a node's pool, or a connection held
@@ -184,7 +216,15 @@ func (db *DB) query(ctx context.Context, sql string, args []any) (*rows, error) 
 	}
 	r := &rows{}
 	db.plan(ctx, &r.plan, sql, args)
-	if err := db.engine.Do(ctx, &r.plan, func(p *engine.Plan) error { return r.start(ctx, db.pool(p.Node), sql, args) }); err != nil {
+	err := db.engine.Do(ctx, &r.plan, func(p *engine.Plan) error {
+		c, err := r.conn.acquire(ctx, db, p)
+		if err != nil {
+			return err
+		}
+		return r.start(ctx, c, sql, args)
+	})
+	if err != nil {
+		r.conn.release()
 		return nil, err
 	}
 	return r, nil
@@ -220,6 +260,7 @@ func (db *DB) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnName
 // in its batch and closes the batch, and finishes the plan.
 type rows struct {
 	pgx.Rows
+	conn     held // the connection, for rows of the DB's (a Conn's stays with it)
 	plan     engine.Plan
 	batch    pgx.BatchResults // the batch the rows came in, if any
 	peeked   bool             // Next has been called once by Query and returned true
@@ -306,6 +347,7 @@ func (r *rows) finish() {
 			err = cerr
 		}
 	}
+	r.conn.release()
 	r.plan.Finish(err)
 }
 

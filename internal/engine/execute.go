@@ -162,6 +162,13 @@ func (e *Engine) Again(ctx context.Context, p *Plan, err error) bool {
 	if ctx.Err() != nil || e.closed.Load() || p.Policy == PolicyPinned {
 		return false
 	}
+	if pgerr.StaleStatement(err) && !p.staleRetried {
+		// The server threw out the prepared statement (a migration changed
+		// its result type): it did not run. Once more, on the same
+		// connection, which prepares it afresh.
+		p.staleRetried, p.stale = true, true
+		return true
+	}
 	down := pgerr.NodeDown(err)
 	if down {
 		e.NodeDown(p.Node, err)
@@ -228,6 +235,9 @@ func RetryableTx(err error) bool {
 	if nc := (*NotCommittedError)(nil); errors.As(err, &nc) {
 		return true
 	}
+	if pgerr.StaleStatement(err) {
+		return true
+	}
 	switch pgerr.Code(err) {
 	case pgerr.SerializationFailure, pgerr.DeadlockDetected, pgerr.ReadOnlySQLTransaction,
 		pgerr.AdminShutdown, pgerr.CrashShutdown, pgerr.CannotConnectNow:
@@ -287,4 +297,12 @@ func (p *Plan) WillCapture() {
 	if p.global != nil {
 		p.seenGlobal = p.global.marks.Load()
 	}
+}
+
+// SameConnection reports whether this attempt must run on the connection
+// of the one before (see Again on stale statements), and forgets it.
+func (p *Plan) SameConnection() bool {
+	same := p.stale
+	p.stale = false
+	return same
 }

@@ -76,16 +76,18 @@ type Plan struct {
 	// ReadOnlyTx: the plan is a read-only transaction's (see PlanTx).
 	ReadOnlyTx bool
 
-	engine     *Engine
-	opts       *Options
-	pos        *Position // the session's (the DB-wide one's without a session)
-	global     *Position // the DB-wide position, when pos is an explicit session's
-	seen       uint64    // pos.marks when the capture was planned
-	seenGlobal uint64
-	plain      bool // no Before or After may ride with it
-	attempt    int
-	running    bool // Start was counted, Finish not yet
-	captured   bool // Captured was called
+	engine       *Engine
+	opts         *Options
+	pos          *Position // the session's (the DB-wide one's without a session)
+	global       *Position // the DB-wide position, when pos is an explicit session's
+	seen         uint64    // pos.marks when the capture was planned
+	seenGlobal   uint64
+	plain        bool // no Before or After may ride with it
+	attempt      int
+	running      bool // Start was counted, Finish not yet
+	captured     bool // Captured was called
+	stale        bool // the next attempt runs on the same connection (SameConnection)
+	staleRetried bool
 }
 
 // Options are what a caller asks of routing (the root package keeps them

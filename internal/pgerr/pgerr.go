@@ -87,3 +87,23 @@ func NotSent(err error) bool {
 	var connErr *pgconn.ConnectError
 	return pgconn.SafeToRetry(err) || errors.As(err, &connErr)
 }
+
+// SQLSTATEs of statements a server threw out from under a client.
+const (
+	FeatureNotSupported  = "0A000" // with Routine RevalidateCachedQuery: "cached plan must not change result type"
+	InvalidStatementName = "26000" // "prepared statement ... does not exist"
+)
+
+// StaleStatement reports whether err is a prepared statement that the
+// server no longer runs as prepared: its result type changed under it (a
+// migration altered the table; PostgreSQL reports 0A000 from
+// RevalidateCachedQuery), or it is gone (26000, after DISCARD or
+// DEALLOCATE). The statement did not run, and pgx has dropped it from the
+// connection's cache, so running it again there prepares it afresh.
+func StaleStatement(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == InvalidStatementName || pgErr.Code == FeatureNotSupported && pgErr.Routine == "RevalidateCachedQuery"
+}
