@@ -652,7 +652,9 @@ func TestStartupRefused(t *testing.T) {
 }
 
 func TestFatalClosesConnection(t *testing.T) {
-	s := start(t, func(q pgscript.Query) pgscript.Reply { return pgscript.Fatal("57P01", "terminating connection due to administrator command") })
+	s := start(t, func(q pgscript.Query) pgscript.Reply {
+		return pgscript.Fatal("57P01", "terminating connection due to administrator command")
+	})
 	conn := connect(t, s)
 	_, err := conn.Exec(timeout(t), "SELECT 1").ReadAll()
 	var pgErr *pgconn.PgError
