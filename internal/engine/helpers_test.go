@@ -179,8 +179,8 @@ type lender struct {
 	lent    atomic.Int64
 	// fail, if set, is asked first: a non-nil error is returned instead of
 	// a connection.
-	fail func(n *topology.Node, call int64) error
-	calls   atomic.Int64
+	fail  func(n *topology.Node, call int64) error
+	calls atomic.Int64
 }
 
 func newLender(t *testing.T) *lender {
