@@ -27,7 +27,7 @@ type conn struct {
 	pid    uint32
 	secret []byte
 	cancel chan struct{} // a CancelRequest for this connection
-	busy   atomic.Bool   // between a query's first message and ReadyForQuery
+	busy   atomic.Bool   // from a query's first message to ReadyForQuery
 
 	pending []byte // bytes read while hanging, to be read before the socket's
 

@@ -368,13 +368,14 @@ func (s *Server) forget(c *conn) {
 	s.mu.Unlock()
 }
 
-// cancel delivers a CancelRequest to the connection with that key.
+// cancel delivers a CancelRequest to the connection with that key, if it
+// is running a query (an idle one ignores it, as PostgreSQL does).
 func (s *Server) cancel(pid uint32, secret []byte) {
 	s.cancels.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.pid == pid && string(c.secret) == string(secret) {
+		if c.pid == pid && string(c.secret) == string(secret) && c.busy.Load() {
 			select {
 			case c.cancel <- struct{}{}:
 			default:
