@@ -112,6 +112,22 @@ func blockedIn(t *testing.T, fn string) {
 	})
 }
 
+// stackedIn waits until some goroutine is in state (as runtime.Stack shows
+// it, "[IO wait") with a function whose name contains fn on its stack.
+func stackedIn(t *testing.T, fn, state string) {
+	t.Helper()
+	eventually(t, "a goroutine in "+fn, func() bool {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(g, state) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // goroutinesIn counts goroutines running a function whose name contains
 // any of fns.
 func goroutinesIn(fns ...string) int {

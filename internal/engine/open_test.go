@@ -331,9 +331,7 @@ func TestStartAndClose(t *testing.T) {
 	}
 	e.Close()
 	e.Close()
-	if n := goroutinesIn("topology.(*Monitor)"); n != before {
-		t.Errorf("%d monitor goroutines after Close", n)
-	}
+	eventually(t, "no monitor goroutine after Close", func() bool { return goroutinesIn("topology.(*Monitor)") == before })
 	for _, s := range []*server{p, r1, r2} {
 		eventually(t, "the monitor's connections to close", func() bool { return s.Open() == 0 })
 	}

@@ -48,7 +48,7 @@ func TestRoutePrimaryOption(t *testing.T) {
 func TestRouteMaxStaleness(t *testing.T) {
 	e := newEngine(t, 2, Config{})
 	c := cluster(e)
-	o := &Options{MaxStaleness: time.Second, Session: NewSession()}
+	o := &Options{MaxStaleness: 10 * time.Second, Session: NewSession()}
 	// No history yet: any replica will do.
 	p := read(e, o)
 	if p.Reason != ReasonStaleOK || p.Node.IsPrimary() || p.After != AfterNone {
@@ -56,13 +56,13 @@ func TestRouteMaxStaleness(t *testing.T) {
 	}
 
 	now := time.Now()
-	c.RecordPrimary(100, now.Add(-3*time.Second))
-	c.RecordPrimary(200, now.Add(-500*time.Millisecond))
+	c.RecordPrimary(100, now.Add(-30*time.Second))
+	c.RecordPrimary(200, now.Add(-5*time.Second))
 	c.RecordPrimary(300, now)
 	at(replica(e, 1), 150, now)
 	at(replica(e, 2), 250, now)
 	for range 20 {
-		// Only r2 had what the primary had a second ago.
+		// Only r2 had what the primary had ten seconds ago.
 		want(t, read(e, o), replica(e, 2), ReasonStaleOK, BeforeNone, AfterNone)
 	}
 	// A write does not change that: the caller accepts stale data.
