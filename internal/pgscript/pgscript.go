@@ -36,6 +36,11 @@
 // The server does not enforce the status (an aborted transaction's
 // statements reach the handler, which sees Query.TxStatus).
 //
+// Start listens on 127.0.0.1; NewServer listens nowhere. Either serves
+// in-memory connections made by Dial (set as pgconn.Config.DialFunc): a
+// NewServer made inside a testing/synctest bubble runs entirely inside it,
+// on the bubble's fake clock, with the pgconn client.
+//
 // Result values are given as Go values and sent in text format, or, when
 // the client asks for binary results, in binary for the types bool, int2,
 // int4, int8, oid, float4, float8, and the text-like types (text, varchar,
@@ -44,6 +49,7 @@
 package pgscript
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -264,6 +270,28 @@ func StartConfig(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// NewServer makes a server that listens nowhere: it serves the in-memory
+// connections Dial makes, and nothing else. Such a server, made inside a
+// testing/synctest bubble, runs entirely inside it (a pgconn connected
+// through Dial included), so that its tests run on the bubble's fake clock.
+func NewServer(cfg Config) *Server {
+	s := &Server{cfg: cfg, done: make(chan struct{}), conns: map[*conn]struct{}{}}
+	s.SetHandler(cfg.Handler)
+	return s
+}
+
+// Dial connects to the server in memory (a pipe whose writes are buffered,
+// as a socket's are), whatever network and addr say: set it as a
+// pgconn.Config's DialFunc. It works for servers made by Start too.
+func (s *Server) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	client, server := pipe()
+	if !s.serveConn(server) {
+		client.Close()
+		return nil, fmt.Errorf("pgscript: dial %s: %w", addr, net.ErrClosed)
+	}
+	return client, nil
+}
+
 // SetHandler replaces the handler for the queries that follow (nil: the
 // zero Reply for each).
 func (s *Server) SetHandler(h Handler) {
@@ -274,16 +302,23 @@ func (s *Server) SetHandler(h Handler) {
 }
 
 // Addr is the server's address, host:port.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return net.JoinHostPort(s.Host(), strconv.Itoa(int(s.Port()))) }
 
 // Host is the server's host, 127.0.0.1.
-func (s *Server) Host() string { return s.ln.Addr().(*net.TCPAddr).IP.String() }
+func (s *Server) Host() string { return "127.0.0.1" }
 
-// Port is the server's port.
-func (s *Server) Port() uint16 { return uint16(s.ln.Addr().(*net.TCPAddr).Port) }
+// Port is the server's port (5432 for a server made by NewServer, which
+// has none).
+func (s *Server) Port() uint16 {
+	if s.ln == nil {
+		return 5432
+	}
+	return uint16(s.ln.Addr().(*net.TCPAddr).Port)
+}
 
 // ConnString is a connection string for pgconn.ParseConfig (or pgx) that
-// reaches the server without TLS.
+// reaches the server without TLS (for a server made by NewServer, only
+// with Dial as the DialFunc).
 func (s *Server) ConnString() string {
 	return "host=" + s.Host() + " port=" + strconv.Itoa(int(s.Port())) +
 		" user=pgscript database=pgscript sslmode=disable connect_timeout=5"
@@ -331,7 +366,9 @@ func (s *Server) Close() {
 	if !s.closed {
 		s.closed = true
 		close(s.done)
-		s.ln.Close()
+		if s.ln != nil {
+			s.ln.Close()
+		}
 		for c := range s.conns {
 			c.nc.Close()
 		}
@@ -344,22 +381,27 @@ func (s *Server) accept() {
 	defer s.wg.Done()
 	for {
 		nc, err := s.ln.Accept()
-		if err != nil {
+		if err != nil || !s.serveConn(nc) {
 			return
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			nc.Close()
-			return
-		}
-		s.nextID++
-		c := newConn(s, nc, s.nextID)
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go c.serve()
 	}
+}
+
+// serveConn serves nc on a goroutine of its own; it reports false (and
+// closes nc) if the server is closed.
+func (s *Server) serveConn(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		nc.Close()
+		return false
+	}
+	s.nextID++
+	c := newConn(s, nc, s.nextID)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	go c.serve()
+	return true
 }
 
 func (s *Server) forget(c *conn) {
