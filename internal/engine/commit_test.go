@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -459,22 +460,48 @@ func TestCommitInDoubtAskFailed(t *testing.T) {
 }
 
 // The primary never answers: the outcome is unknown once ResolveWindow
-// (PrimaryWait and 5 s) has passed. It runs in parallel with the rest.
+// (PrimaryWait and 5 s) has passed. It runs in a synctest bubble, on its
+// fake clock, against a scripted primary reached in memory: the 5 s pass at
+// once.
 func TestCommitInDoubtNoAnswer(t *testing.T) {
-	t.Parallel()
-	c := newCommit(t, Config{PrimaryWait: time.Millisecond}, doubtful(nil))
-	c.lend.fail = func(*topology.Node, int64) error { return refused }
-	start := time.Now()
-	_, err := c.commit(t)
-	if !errors.Is(err, ErrCommitUnknown) || !strings.Contains(err.Error(), "did not answer") {
-		t.Fatalf("%v", err)
-	}
-	if d := time.Since(start); d < c.e.ResolveWindow() {
-		t.Errorf("gave up after %v", d)
-	}
-	if c.lend.calls.Load() < 10 || c.e.Stats().InDoubtUnknown != 1 {
-		t.Errorf("asked %d times; stats %+v", c.lend.calls.Load(), c.e.Stats())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, 0, Config{PrimaryWait: time.Millisecond})
+		cs := doubtful(nil)
+		cs.xid, cs.commit.Tag = pgscript.Row(testXid, testStarted), "COMMIT"
+		srv := pgscript.NewServer(pgscript.Config{Handler: cs.handle})
+		defer srv.Close()
+		cfg := config(t, srv)
+		cfg.DialFunc = srv.Dial
+		conn, err := pgconn.ConnectConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "BEGIN").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		var p Plan
+		e.PlanTx(context.Background(), &p, nil, cluster(e), false, false)
+		p.Begin()
+		l := newLender(t)
+		l.fail = func(*topology.Node, int64) error { return refused }
+		start := time.Now()
+		_, err = e.Commit(context.Background(), &p, conn, l.lend)
+		p.Finish(err)
+		if !errors.Is(err, ErrCommitUnknown) || !strings.Contains(err.Error(), "did not answer") {
+			t.Fatalf("%v", err)
+		}
+		if d := time.Since(start); d < e.ResolveWindow() || d > e.ResolveWindow()+resolvePoll {
+			t.Errorf("gave up after %v, the window is %v", d, e.ResolveWindow())
+		}
+		// Asked every resolvePoll all along.
+		if n, want := l.calls.Load(), int64(e.ResolveWindow()/resolvePoll); n < want-1 || n > want+1 {
+			t.Errorf("asked %d times, want about %d", n, want)
+		}
+		if e.Stats().InDoubtUnknown != 1 || cs.resolves.Load() != 0 {
+			t.Errorf("stats %+v", e.Stats())
+		}
+	})
 }
 
 func TestJudge(t *testing.T) {
