@@ -558,6 +558,16 @@ func TestPlanTx(t *testing.T) {
 	}
 	p.Captured(100)
 
+	// Dirty after reading from a replica: the capture is planned after a
+	// settle (which the front must run ahead of it).
+	at(replica(e, 1), 100, time.Now())
+	r := read(e, o)
+	want(t, r, replica(e, 1), ReasonReplica, BeforeNone, AfterNone)
+	r.Served()
+	s.position(c.Key()).mark()
+	e.PlanTx(context.Background(), &p, o, c, true, false)
+	want(t, &p, primary(e), ReasonAfterWrite, BeforeSettle, AfterCapture)
+
 	// Clean, but no replica fresh enough for a check-free start: the
 	// primary, plain (a check cannot ride with BEGIN).
 	e2, s2 := checkedSetup(t)
