@@ -47,9 +47,11 @@ func (e *Engine) Ready(ctx context.Context, p *Plan) error {
 		return nil
 	}
 	c := p.Cluster
-	if p.Node != nil && !p.Node.IsPrimary() {
+	if p.Node != nil && p.Reason.OnReplica() {
 		return nil // a replica, picked healthy a moment ago
 	}
+	// Bound for the primary: the primary of the moment, which a failover
+	// since the plan was made may have changed.
 	if p.Node = c.WaitPrimary(ctx, e.done, e.cfg.PrimaryWait); p.Node != nil {
 		return nil
 	}

@@ -198,6 +198,14 @@ func (p *Position) unpin() {
 	p.mu.Unlock()
 }
 
+// dropPin drops the pin but not sawReplica: the position now covers what
+// the pinned read saw, but nothing settled the primary since.
+func (p *Position) dropPin() {
+	p.mu.Lock()
+	p.pin = nil
+	p.mu.Unlock()
+}
+
 // pinned returns the node the session must read from to be sure of
 // monotonic reads in cluster c (it has seen data up to where that node was,
 // and no more is known of other nodes), or nil. The pinned node is always

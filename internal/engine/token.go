@@ -215,13 +215,13 @@ func (e *Engine) settlePosition(ctx context.Context, o *Options, c *topology.Clu
 			return nil
 		case pin.Cluster() == c && pin.PolledAt() > pinAt:
 			p.raise(pin.Position(), time.Now().UnixNano())
-			p.unpin()
+			p.dropPin()
 			return nil
 		case c.Primary().PolledAt() > pinAt:
 			// The primary was at least as far as the read when polled
 			// after it.
 			p.raise(c.Primary().Position(), time.Now().UnixNano())
-			p.unpin()
+			p.dropPin()
 			return nil
 		case pin.Cluster() == c && !pin.IsPrimary():
 			// Ask the replica how far it has replayed: at least what the
@@ -229,7 +229,7 @@ func (e *Engine) settlePosition(ctx context.Context, o *Options, c *topology.Clu
 			// do.
 			if l, err := e.askNode(ctx, o, pin, lend); err == nil {
 				p.raise(l, time.Now().UnixNano())
-				p.unpin()
+				p.dropPin()
 				return nil
 			}
 		}
@@ -244,7 +244,11 @@ func (e *Engine) settlePosition(ctx context.Context, o *Options, c *topology.Clu
 		if err != nil {
 			return err
 		}
+		saw := p.sawReplica.Load()
 		plan.Captured(l)
+		if saw {
+			p.sawReplica.Store(true) // this capture settled nothing
+		}
 		return nil
 	})
 	plan.Finish(err)

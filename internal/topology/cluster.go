@@ -298,8 +298,10 @@ func (c *Cluster) Replicas() (all, healthy int) {
 // the promoted replica; after a split brain, the node on the newer
 // timeline (the old primary, on its old timeline, is then treated as a
 // replica that is not in recovery, and kept out of rotation). A node
-// counts once the monitor has polled it. Elect reports whether the primary
-// changed.
+// counts once the monitor has polled it, and only on a timeline newer than
+// the current primary's: while the current one is down, an old primary
+// still writable on an older timeline is not elected back. Elect reports
+// whether the primary changed.
 func (c *Cluster) Elect(now time.Time) bool {
 	current := c.Primary()
 	best := current
@@ -307,8 +309,8 @@ func (c *Cluster) Elect(now time.Time) bool {
 		best = nil
 	}
 	for _, n := range c.Nodes {
-		if n == current || !n.Writable() || n.PolledAt() == 0 {
-			continue
+		if n == current || !n.Writable() || n.PolledAt() == 0 || n.Timeline() <= current.Timeline() {
+			continue // only a promotion leaves the current primary's timeline
 		}
 		if best == nil || n.Timeline() > best.Timeline() {
 			best = n

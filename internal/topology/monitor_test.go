@@ -1,0 +1,175 @@
+package topology
+
+import (
+	"bytes"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/pgscript"
+)
+
+// pollServer is a scripted server answering PollSQL.
+type pollServer struct {
+	*pgscript.Server
+	inRecovery atomic.Bool
+	pos        atomic.Uint64
+	fail       atomic.Pointer[pgscript.Reply]
+}
+
+func newPollServer(t *testing.T, inRecovery bool, pos lsn.LSN) *pollServer {
+	t.Helper()
+	s := &pollServer{}
+	s.inRecovery.Store(inRecovery)
+	s.pos.Store(uint64(pos))
+	srv, err := pgscript.Start(func(q pgscript.Query) pgscript.Reply {
+		if r := s.fail.Load(); r != nil {
+			return *r
+		}
+		if q.SQL != PollSQL {
+			return pgscript.Fail("42601", "unexpected")
+		}
+		tli := 1
+		if s.inRecovery.Load() {
+			tli = 0
+		}
+		return pgscript.Row(s.inRecovery.Load(), lsn.LSN(s.pos.Load()).String(), tli, true, "0.001")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	s.Server = srv
+	return s
+}
+
+func (s *pollServer) failWith(r *pgscript.Reply) { s.fail.Store(r) }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func monitorGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "topology.(*Monitor).watch")
+}
+
+func TestMonitor(t *testing.T) {
+	before := monitorGoroutines()
+	// A primary and a replica for each way of failing: dropping the
+	// connection, an error (with a secret in it), an answer without a row,
+	// an answer that does not parse.
+	ps := newPollServer(t, false, 0x5000000)
+	servers := []*pollServer{ps}
+	for range 4 {
+		servers = append(servers, newPollServer(t, true, 0x5000000)) // caught up
+	}
+	c := newTestCluster(4)
+	p, r := c.Nodes[0], c.Nodes[1]
+	var configs []*pgconn.Config
+	for _, s := range servers {
+		cfg, err := pgconn.ParseConfig(s.ConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs = append(configs, cfg)
+	}
+	logs := &syncBuffer{}
+	m := StartMonitor(c, configs, 5*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)),
+		func(s string) string { return strings.ReplaceAll(s, "hunter2", "xxxxx") })
+	defer m.Close()
+	if m.pollTimeout() != time.Second {
+		t.Errorf("poll timeout %v", m.pollTimeout())
+	}
+	eventually(t, "the first polls", func() bool {
+		for _, n := range c.Nodes[1:] {
+			if n.Position() != 0x5000000 {
+				return false
+			}
+		}
+		return p.Position() == 0x5000000
+	})
+	if !p.Writable() || r.Writable() || p.Timeline() != 1 || !r.CheckSafe() || r.Lag() > time.Millisecond {
+		t.Errorf("poll applied: writable %v %v, tli %d, lag %v", p.Writable(), r.Writable(), p.Timeline(), r.Lag())
+	}
+	// One connection each, reused.
+	rs := servers[1]
+	polls := rs.Queries()
+	eventually(t, "more polls", func() bool { return rs.Queries() > polls+3 })
+	if rs.Conns() != 1 {
+		t.Errorf("%d connections for the replica's polls", rs.Conns())
+	}
+
+	// Each replica fails its way: down at once.
+	servers[1].failWith(&pgscript.Reply{Drop: true})
+	servers[2].failWith(&pgscript.Reply{Error: &pgscript.Error{Code: "XX000", Message: "secret hunter2"}})
+	noRow := pgscript.Rows(pgscript.TextColumns("a", "b", "c", "d", "e"))
+	servers[3].failWith(&noRow)
+	badLSN := pgscript.Row("t", "bad", "0", "t", nil)
+	servers[4].failWith(&badLSN)
+	for _, n := range c.Nodes[1:] {
+		eventually(t, "replica down", func() bool { return !n.Healthy() && !n.Writable() })
+	}
+	downAt := r.DownSince()
+	// Answering again, a replica is back once its ban has expired, not
+	// before.
+	rs.failWith(nil)
+	eventually(t, "the replica back", func() bool { return r.Healthy() })
+	if back := time.Since(downAt); back < MinBan {
+		t.Errorf("back after %v, within its ban", back)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "node down") || !strings.Contains(out, "node back") {
+		t.Errorf("logs: %s", out)
+	}
+	if strings.Contains(out, "hunter2") || !strings.Contains(out, "xxxxx") {
+		t.Errorf("logs: %s", out)
+	}
+	// The primary comes back at once.
+	ps.failWith(&pgscript.Reply{Drop: true})
+	// Down, and no longer taken for writable (the monitor sets the two one
+	// after the other).
+	eventually(t, "the primary down", func() bool { return !p.Healthy() && !p.Writable() })
+	ps.failWith(nil)
+	eventually(t, "the primary back", func() bool { return p.Healthy() })
+
+	m.Close()
+	eventually(t, "no watcher after Close", func() bool { return monitorGoroutines() == before })
+	for _, s := range servers {
+		eventually(t, "the monitor's connections closed", func() bool { return s.Open() == 0 })
+	}
+}
+
+func TestMonitorUnreachableAndDefaultRedact(t *testing.T) {
+	s := newPollServer(t, true, 1)
+	cfg, _ := pgconn.ParseConfig(s.ConnString())
+	s.Close() // nothing listens there now
+	c := newTestCluster(0)
+	m := StartMonitor(c, []*pgconn.Config{cfg}, 5*time.Millisecond, discard, nil)
+	defer m.Close()
+	eventually(t, "the node down", func() bool { return !c.Nodes[0].Healthy() })
+	if m.redact("x") != "x" {
+		t.Error("default redact")
+	}
+}
