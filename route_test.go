@@ -267,6 +267,13 @@ func TestBatchRouting(t *testing.T) {
 	setupRouting(t)
 	ctx := testCtx(t)
 	db := openDB(t, sharedLab(t))
+	// Earlier tests' writes are part of this process's position, and a
+	// batch carries neither a capture nor a check: take the position with
+	// a read of its own, and wait until the replicas have it.
+	if _, err := db.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, sharedLab(t), db)
 
 	reads := &pgx.Batch{}
 	reads.Queue("SELECT pg_is_in_recovery()")

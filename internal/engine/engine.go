@@ -99,6 +99,13 @@ type Engine struct {
 	closeOnce sync.Once
 }
 
+// processSession is the DB-wide session of every engine in the process:
+// its positions are per cluster (by system identifier), so that a write
+// through one DB is seen by a later read through another DB on the same
+// cluster (a second handle for a component, for migrations, for an ORM),
+// and closing one DB takes nothing from the others.
+var processSession = newGlobalSession()
+
 // Open checks the servers of every cluster; Start then monitors them. Each
 // cluster's primary must be reachable and must not be in recovery; replicas
 // that are down or lagging are fine (they join when they come up), and
@@ -119,7 +126,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		log:        log,
 		cfg:        cfg,
 		secrets:    cfg.Secrets,
-		global:     newGlobalSession(),
+		global:     processSession,
 		done:       make(chan struct{}),
 	}
 	for i, cs := range cfg.Clusters {
@@ -147,6 +154,12 @@ type probe struct {
 	system     uint64
 	blockSize  uint64
 	err        error
+	// poll, if polled, is the monitor's first poll, taken at Open so that
+	// a DB knows its replicas' positions from the start (the process-wide
+	// position may already be ahead of zero).
+	poll       topology.Poll
+	polled     bool
+	sent, recv time.Time
 }
 
 const probeSQL = "SELECT pg_is_in_recovery(), system_identifier, current_setting('wal_block_size') FROM pg_control_system()"
@@ -170,6 +183,15 @@ func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 		p.blockSize, err = strconv.ParseUint(string(row[2]), 10, 64)
 	}
 	p.err = err
+	if err != nil {
+		return p
+	}
+	p.sent = time.Now()
+	if res, err := conn.Exec(ctx, topology.PollSQL).ReadAll(); err == nil && len(res) == 1 && len(res[0].Rows) == 1 {
+		if poll, err := topology.ParsePoll(res[0].Rows[0]); err == nil {
+			p.poll, p.polled, p.recv = poll, true, time.Now()
+		}
+	}
 	return p
 }
 
@@ -246,6 +268,11 @@ func (e *Engine) openCluster(ctx context.Context, index int, cs ClusterSpec) (*t
 		}
 		n.MarkDown(now)
 		e.log.Warn("switchyard: replica out of rotation at start", "cluster", cs.Name, "node", n.Name, "why", why)
+	}
+	for i, p := range probes {
+		if p.polled && nodes[i].Healthy() {
+			c.Observe(nodes[i], p.poll, p.sent, p.recv, e.log)
+		}
 	}
 	c.OnDown = e.cfg.OnDown // after the front has connections: see Start
 	e.nodes = append(e.nodes, nodes...)

@@ -128,9 +128,10 @@ func TestOpen(t *testing.T) {
 	if logs.String() != "" {
 		t.Errorf("logged %q", logs.String())
 	}
-	// Each probe was one connection, closed.
+	// Each probe was one connection, closed: the role query and the first
+	// poll, whose positions the nodes have.
 	for _, s := range []*server{p, r1, r2} {
-		if s.Conns() != 1 || s.Queries() != 1 {
+		if s.Conns() != 1 || s.Queries() != 2 {
 			t.Errorf("%s: %d conns, %d queries", s.Addr(), s.Conns(), s.Queries())
 		}
 		eventually(t, "the probe's connection to close", func() bool { return s.Open() == 0 })
