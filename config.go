@@ -57,6 +57,12 @@ type Config struct {
 	// data.
 	ReplicaWait time.Duration
 
+	// Latest makes every read see everything committed anywhere before it
+	// began, as Latest(ctx) does, unless its context asks for Primary or
+	// MaxStaleness. Default false: reads see what their session (or this
+	// process) wrote and read.
+	Latest bool
+
 	// PrimaryWait is how long a statement that needs the primary waits
 	// while there is none (it is down, or a failover is under way) before
 	// it fails with ErrNoPrimary. Reads that replicas can serve go on

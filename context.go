@@ -52,6 +52,22 @@ func MaxStaleness(ctx context.Context, d time.Duration) context.Context {
 	return withOpts(ctx, func(o *engine.Options) { o.MaxStaleness = max(d, 0) })
 }
 
+// Latest returns a context whose reads see every transaction committed
+// anywhere (any process, any client) before they began, not only their
+// session's and this process's: for a read after a write made elsewhere
+// (another service, a worker) when no token carries its position. Each
+// such read first asks the primary for its WAL insert position (one small
+// query on a pooled connection, shared by the Latest reads that began
+// before it was sent), then runs on a replica that has replayed it (or
+// proves so in the read's round trip), waiting up to Config.ReplicaWait,
+// else on the primary, as MaxScale's causal_reads=universal does for
+// MySQL. It costs a primary round trip more than a replica read, and pays
+// where a read is large: the primary answers a small query instead. See
+// docs/consistency.md.
+func Latest(ctx context.Context) context.Context {
+	return withOpts(ctx, func(o *engine.Options) { o.Latest = true })
+}
+
 // WithToken returns a context carrying a new session that starts at the
 // position in token (from DB.Token, on this or another process): its reads
 // see everything the token's session had written or read. Use it to carry

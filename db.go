@@ -23,6 +23,7 @@ type DB struct {
 	engine  *engine.Engine
 	cluster *topology.Cluster
 	pools   []*pgxpool.Pool // by topology.Node.Index
+	latest  bool            // Config.Latest
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -75,7 +76,7 @@ func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config)
 	for _, n := range nodes {
 		byName[n.Name] = n.Config
 	}
-	db := &DB{}
+	db := &DB{latest: cfg.Latest}
 	e, err := engine.Open(ctx, engine.Config{
 		Clusters:        []engine.ClusterSpec{cluster},
 		WriteFunctions:  cfg.WriteFunctions,

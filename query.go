@@ -54,16 +54,20 @@ func hasOptions(args []any) bool {
 
 // plan plans a statement outside a transaction: a pure read as a read, the
 // rest as a write.
-func (db *DB) plan(ctx context.Context, p *engine.Plan, sql string, args []any) {
+func (db *DB) plan(ctx context.Context, p *engine.Plan, sql string, args []any) error {
 	o := optsFrom(ctx)
 	if !db.isRead(sql) {
 		db.engine.PlanWrite(p, o, db.cluster)
-		return
+		return nil
 	}
 	if hasOptions(args) {
 		p.Plain()
 	}
+	if db.latest && (o == nil || !o.Primary && o.MaxStaleness == 0) || o != nil && o.Latest {
+		return db.engine.PlanLatest(ctx, p, o, db.cluster, db.lend)
+	}
 	db.engine.PlanRead(ctx, p, o, db.cluster)
+	return nil
 }
 
 // Exec runs sql on the node routing picks: the primary for anything that is
@@ -75,7 +79,9 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 		return pgconn.CommandTag{}, ErrClosed
 	}
 	var p engine.Plan
-	db.plan(ctx, &p, sql, args)
+	if err := db.plan(ctx, &p, sql, args); err != nil {
+		return pgconn.CommandTag{}, err
+	}
 	var tag pgconn.CommandTag
 	var h held
 	err := db.engine.Do(ctx, &p, func(p *engine.Plan) error {
@@ -215,7 +221,9 @@ func (db *DB) query(ctx context.Context, sql string, args []any) (*rows, error) 
 		return nil, ErrClosed
 	}
 	r := &rows{}
-	db.plan(ctx, &r.plan, sql, args)
+	if err := db.plan(ctx, &r.plan, sql, args); err != nil {
+		return nil, err
+	}
 	err := db.engine.Do(ctx, &r.plan, func(p *engine.Plan) error {
 		c, err := r.conn.acquire(ctx, db, p)
 		if err != nil {

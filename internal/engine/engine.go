@@ -92,6 +92,7 @@ type Engine struct {
 	global     *Session           // the DB-wide session, for statements without one
 	configs    [][]*pgconn.Config // per cluster, per node: the monitor's
 	monitors   []*topology.Monitor
+	latests    []latestFetch // per cluster
 	stats      stats
 
 	done      chan struct{} // closed by Close
@@ -137,6 +138,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.clusters = append(e.clusters, c)
 		e.configs = append(e.configs, cc)
 	}
+	e.latests = make([]latestFetch, len(e.clusters))
 	return e, nil
 }
 

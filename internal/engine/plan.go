@@ -88,6 +88,8 @@ type Plan struct {
 	captured     bool // Captured was called
 	stale        bool // the next attempt runs on the same connection (SameConnection)
 	staleRetried bool
+	atLeast      lsn.LSN // a Latest read's primary position, and when it was taken
+	atLeastAt    int64
 }
 
 // Options are what a caller asks of routing (the root package keeps them
@@ -101,6 +103,9 @@ type Options struct {
 	// MaxStaleness, if positive, lets reads use any replica that was at
 	// most this far behind.
 	MaxStaleness time.Duration
+	// Latest makes reads see every transaction committed anywhere before
+	// they began (PlanLatest).
+	Latest bool
 	// Global makes a read of an explicit session also see every write
 	// made through the engine before it began (the DB-wide position), as
 	// well as its session's own.
@@ -173,7 +178,7 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		return
 	}
 	now := time.Now().UnixNano()
-	if pin, foreign := pos.pinned(c, now); pin != nil || foreign {
+	if pin, foreign := pos.pinned(c, now); (pin != nil || foreign) && p.atLeast == 0 {
 		if pin != nil && pin != c.Primary() && pin.Healthy() {
 			p.toReplica(pin, ReasonReplica)
 			return
@@ -186,6 +191,13 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		if g := p.global.LSN(); g > need {
 			need, since = g, p.global.lsnAt.Load()
 		}
+	}
+	lagOK := time.Duration(now - since)
+	if p.atLeast > need {
+		// A Latest read: everything committed anywhere before it began is
+		// at or before atLeast, just taken from the primary. A replica that
+		// lags little has probably replayed it: worth a check.
+		need, since, lagOK = p.atLeast, p.atLeastAt, max(time.Duration(now-p.atLeastAt), latestCheckLag)
 	}
 	if n := c.PickReplica(need); n != nil {
 		p.toReplica(n, ReasonReplica)
@@ -204,7 +216,7 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 	// A replica whose last poll predates the session's position, and which
 	// lags less than that position's age, has probably replayed it: prove
 	// it in the read's own round trip.
-	if n := c.PickReplicaWithin(time.Duration(now - since)); n != nil && n.CheckSafe() && n.PolledAt() < since && !p.plain {
+	if n := c.PickReplicaWithin(lagOK); n != nil && n.CheckSafe() && n.PolledAt() < since && !p.plain {
 		p.toReplica(n, ReasonChecked)
 		p.Before, p.Check = BeforeCheck, need
 		return

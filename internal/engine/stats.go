@@ -38,13 +38,15 @@ const (
 	ReasonTransaction
 	// ReasonPinned: a connection the caller holds.
 	ReasonPinned
+	// ReasonLatest: the primary, asked for its position for Latest reads.
+	ReasonLatest
 
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"replica", "checked", "waited", "stale_ok", "after_write", "not_fresh",
-	"no_replica", "forced", "write", "transaction", "pinned",
+	"no_replica", "forced", "write", "transaction", "pinned", "latest",
 }
 
 // String is the reason's name, as metrics and traces show it.

@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/topology"
+)
+
+// latestCheckLag is how far behind a replica may have been at its last
+// poll for a Latest read to try it with a freshness check: one that lags
+// more would most likely fail the check.
+const latestCheckLag = 20 * time.Millisecond
+
+// latestFetch is a cluster's primary position query under way for Latest
+// reads: reads that began before it was sent share it.
+type latestFetch struct {
+	mu  sync.Mutex
+	cur *fetch
+}
+
+type fetch struct {
+	sent time.Time
+	done chan struct{}
+	pos  lsn.LSN
+	err  error
+}
+
+// PlanLatest plans a read that sees every transaction committed anywhere
+// (any process, any client) before it began: it takes the primary's
+// insert position (one small query on a pooled connection, shared by the
+// Latest reads that began before it was sent), then plans the read as
+// PlanRead does, needing that position too: a replica that has replayed
+// it, or one that proves so in the read's round trip, or (after
+// ReplicaWait) the primary.
+func (e *Engine) PlanLatest(ctx context.Context, p *Plan, o *Options, c *topology.Cluster, lend Lender) error {
+	began := time.Now()
+	l, err := e.latestPosition(ctx, c, began, lend)
+	if err != nil {
+		return err
+	}
+	e.bind(p, o, c)
+	p.Policy = PolicyRead
+	p.atLeast, p.atLeastAt = l, began.UnixNano()
+	e.route(ctx, p)
+	return nil
+}
+
+// latestPosition returns the primary's insert position as read by a query
+// sent at or after began.
+func (e *Engine) latestPosition(ctx context.Context, c *topology.Cluster, began time.Time, lend Lender) (lsn.LSN, error) {
+	lf := &e.latests[c.Index]
+	lf.mu.Lock()
+	if f := lf.cur; f != nil && !f.sent.Before(began) {
+		lf.mu.Unlock()
+		select {
+		case <-f.done:
+			if f.err == nil {
+				return f.pos, nil
+			}
+			// The sharer's query failed: try one of our own.
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		lf.mu.Lock()
+	}
+	f := &fetch{sent: time.Now(), done: make(chan struct{})}
+	lf.cur = f
+	lf.mu.Unlock()
+	f.pos, f.err = e.primaryPosition(ctx, c, lend)
+	close(f.done)
+	lf.mu.Lock()
+	if lf.cur == f {
+		lf.cur = nil
+	}
+	lf.mu.Unlock()
+	return f.pos, f.err
+}
+
+// primaryPosition asks c's primary for its insert position, as a read
+// there (waiting for a primary as reads that need one do).
+func (e *Engine) primaryPosition(ctx context.Context, c *topology.Cluster, lend Lender) (lsn.LSN, error) {
+	var plan Plan
+	e.bind(&plan, nil, c)
+	plan.Policy, plan.Node, plan.Reason = PolicyRead, c.Primary(), ReasonLatest
+	var l lsn.LSN
+	err := e.Do(ctx, &plan, func(p *Plan) (err error) {
+		l, err = e.queryLSN(ctx, p.Node, CaptureSQL, lend)
+		return err
+	})
+	plan.Finish(err)
+	return lsn.RoundDownPageHeader(l, c.BlockSize), err
+}
