@@ -93,7 +93,7 @@ type Engine struct {
 	configs    [][]*pgconn.Config // per cluster, per node: the monitor's
 	monitors   []*topology.Monitor
 	latests    []latestFetch // per cluster
-	stats      stats
+	stats      counters
 
 	done      chan struct{} // closed by Close
 	closed    atomic.Bool

@@ -70,6 +70,7 @@ func (e *Engine) Ready(ctx context.Context, p *Plan) error {
 // say exactly where it ended.
 func (p *Plan) Begin() {
 	p.running = true
+	p.began = time.Now()
 	p.Node.Start()
 	p.engine.stats.routed(p.Reason)
 	if p.Write && p.After != AfterCapture {
@@ -106,6 +107,7 @@ func (p *Plan) Finish(err error) {
 	}
 	p.running = false
 	p.Node.Done(err != nil)
+	p.Node.ObserveLatency(time.Since(p.began))
 	switch {
 	case !p.Write:
 	case p.After != AfterCapture:
@@ -211,8 +213,8 @@ func (e *Engine) Again(ctx context.Context, p *Plan, err error) bool {
 
 // NodeDown takes n out of rotation after err, logging it once.
 func (e *Engine) NodeDown(n *topology.Node, err error) {
-	if n.MarkDown(time.Now()) {
-		e.log.Warn("switchyard: node down", "cluster", n.Cluster().Name, "node", n.Name, "role", n.Role(), "err", e.redact(err.Error()))
+	if why := e.redact(err.Error()); n.MarkDownBecause(time.Now(), why) {
+		e.log.Warn("switchyard: node down", "cluster", n.Cluster().Name, "node", n.Name, "role", n.Role(), "err", why)
 	}
 }
 

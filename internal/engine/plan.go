@@ -90,6 +90,7 @@ type Plan struct {
 	staleRetried bool
 	atLeast      lsn.LSN // a Latest read's primary position, and when it was taken
 	atLeastAt    int64
+	began        time.Time // when Begin sent it, for the node's latency
 }
 
 // Options are what a caller asks of routing (the root package keeps them

@@ -1,6 +1,12 @@
 package engine
 
-import "sync/atomic"
+import (
+	"sort"
+	"sync/atomic"
+
+	"github.com/switchyard-db/switchyard/internal/topology"
+	"github.com/switchyard-db/switchyard/stats"
+)
 
 // Reason is why a statement went where it went.
 type Reason uint8
@@ -84,13 +90,13 @@ const (
 )
 
 // stats counts what the engine did since it opened.
-type stats struct {
+type counters struct {
 	reasons [numReasons]atomic.Uint64
 	other   [numStats]atomic.Uint64
 }
 
-func (s *stats) routed(r Reason) { s.reasons[r].Add(1) }
-func (s *stats) add(i int)       { s.other[i].Add(1) }
+func (s *counters) routed(r Reason) { s.reasons[r].Add(1) }
+func (s *counters) add(i int)       { s.other[i].Add(1) }
 
 // Stats is a snapshot of the engine's counters.
 type Stats struct {
@@ -126,5 +132,70 @@ func (e *Engine) Stats() Stats {
 	s.TokensClamped, s.TokensForeign = o[statTokensClamped].Load(), o[statTokensForeign].Load()
 	s.AtomicRetries = o[statAtomicRetries].Load()
 	s.InDoubtCommitted, s.InDoubtAborted, s.InDoubtUnknown = o[statInDoubtCommitted].Load(), o[statInDoubtAborted].Load(), o[statInDoubtUnknown].Load()
+	return s
+}
+
+// Snapshot returns the engine's counters and its servers' state in the
+// public shape (package stats); the front adds its pools'.
+func (e *Engine) Snapshot() stats.Stats {
+	st := e.Stats()
+	r := &st.Routed
+	s := stats.Stats{Routes: stats.RouteStats{
+		Replica:          r[ReasonReplica] + r[ReasonWaited] + r[ReasonStaleOK] + st.CheckPassed,
+		AfterWrite:       r[ReasonAfterWrite],
+		NotFresh:         r[ReasonNotFresh],
+		Checked:          r[ReasonChecked],
+		CheckFailed:      st.CheckFailed,
+		Waited:           r[ReasonWaited],
+		TokensClamped:    st.TokensClamped,
+		TokensForeign:    st.TokensForeign,
+		AtomicRetries:    st.AtomicRetries,
+		InDoubtCommitted: st.InDoubtCommitted,
+		InDoubtAborted:   st.InDoubtAborted,
+		InDoubtUnknown:   st.InDoubtUnknown,
+		Forced:           r[ReasonForced],
+		Write:            r[ReasonWrite],
+		Transaction:      r[ReasonTransaction],
+		NoHealthyReplica: r[ReasonNoReplica],
+		Retried:          st.Retried,
+		Pinned:           r[ReasonPinned],
+		Latest:           r[ReasonLatest],
+		ByReason:         make(map[string]uint64, numReasons),
+	}}
+	for i, n := range r {
+		s.Routes.ByReason[Reason(i).String()] = n
+	}
+	bounds := make([]float64, len(topology.LatencyBounds))
+	for i, b := range topology.LatencyBounds {
+		bounds[i] = b.Seconds()
+	}
+	for _, c := range e.clusters {
+		primary := c.Primary()
+		for _, n := range c.Nodes {
+			ns := stats.NodeStats{
+				Name: n.Name, Cluster: c.Name, Role: stats.RoleReplica, Healthy: n.Healthy(), DownSince: n.DownSince(),
+				Weight: n.Weight(), Routed: n.Routed(), InFlight: n.InFlight(), Errors: n.Errors(),
+				Position: n.Position().String(),
+			}
+			if n == primary {
+				ns.Role, ns.Timeline = stats.RolePrimary, n.Timeline()
+			} else {
+				ns.Lag = n.Lag()
+				if pp, rp := primary.Position(), n.Position(); pp > rp {
+					ns.LagBytes = uint64(pp - rp)
+				}
+			}
+			counts, sum := n.Latency()
+			ns.Latency = stats.Histogram{Bounds: bounds, Counts: counts, Sum: sum.Seconds()}
+			for _, k := range counts {
+				ns.Latency.Count += k
+			}
+			s.Nodes = append(s.Nodes, ns)
+		}
+		for _, ev := range c.Events() {
+			s.Events = append(s.Events, stats.Event{At: ev.At, Cluster: c.Name, Node: ev.Node.Name, What: ev.What, Why: ev.Why})
+		}
+	}
+	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].At.Before(s.Events[j].At) })
 	return s
 }

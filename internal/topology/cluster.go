@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -33,10 +34,49 @@ type Cluster struct {
 
 	primary atomic.Pointer[Node]
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every change worth waiting for
-	history []sample      // the primary's insert position over time, a ring, oldest at next
-	next    int
+	mu        sync.Mutex
+	events    []Event // the latest state changes, a ring, oldest at nextEvent
+	nextEvent int
+	changed   chan struct{} // closed and replaced on every change worth waiting for
+	history   []sample      // the primary's insert position over time, a ring, oldest at next
+	next      int
+}
+
+// Event is a change of a node's state.
+type Event struct {
+	At   time.Time
+	Node *Node
+	// What: "down", "up" or "primary".
+	What string
+	Why  string
+}
+
+// maxEvents bounds the events a cluster keeps.
+const maxEvents = 64
+
+// record remembers an event.
+func (c *Cluster) record(e Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recordLocked(e)
+}
+
+func (c *Cluster) recordLocked(e Event) {
+	if len(c.events) < maxEvents {
+		c.events = append(c.events, e)
+		return
+	}
+	c.events[c.nextEvent] = e
+	c.nextEvent = (c.nextEvent + 1) % maxEvents
+}
+
+// Events returns the cluster's latest events, oldest first.
+func (c *Cluster) Events() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Event, 0, len(c.events))
+	out = append(out, c.events[c.nextEvent:]...)
+	return append(out, c.events[:c.nextEvent]...)
 }
 
 // sample is the primary's insert position at a time (unix nanoseconds).
@@ -329,6 +369,7 @@ func (c *Cluster) Elect(now time.Time) bool {
 		best.upSince.Store(now.UnixNano())
 	}
 	c.history, c.next = nil, 0 // positions on the old timeline say nothing about the new one
+	c.recordLocked(Event{At: now, Node: best, What: "primary", Why: fmt.Sprintf("timeline %d", best.Timeline())})
 	c.notifyLocked()
 	return true
 }

@@ -82,8 +82,8 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 				conn.Close(context.Background())
 				conn = nil
 			}
-			if n.MarkDown(time.Now()) {
-				m.log.Warn("switchyard: node down", "cluster", m.cluster.Name, "node", n.Name, "role", n.Role(), "err", m.redact(err.Error()))
+			if why := m.redact(err.Error()); n.MarkDownBecause(time.Now(), why) {
+				m.log.Warn("switchyard: node down", "cluster", m.cluster.Name, "node", n.Name, "role", n.Role(), "err", why)
 			}
 			n.SetWritable(false)
 		}
@@ -188,12 +188,12 @@ func (c *Cluster) Observe(n *Node, p Poll, sent, now time.Time, log *slog.Logger
 		// Promoted, or misconfigured: not a replica of this primary any
 		// more. Keep it out of reads; Elect decides whether it is the
 		// primary.
-		if n.MarkDown(now) {
+		if n.MarkDownBecause(now, "not in recovery: not a replica of this primary") {
 			log.Warn("switchyard: replica is not in recovery; not reading from it", "cluster", c.Name, "node", n.Name)
 		}
 		return
 	case primary && p.InRecovery:
-		if n.MarkDown(now) {
+		if n.MarkDownBecause(now, "the primary is in recovery") {
 			log.Warn("switchyard: primary is in recovery", "cluster", c.Name, "node", n.Name)
 		}
 		return

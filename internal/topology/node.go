@@ -52,6 +52,39 @@ type Node struct {
 	timeline  atomic.Uint32 // a primary's timeline, as last polled
 	writable  atomic.Bool   // not in recovery, as last polled
 	lag       atomic.Int64  // a replica's replay lag in nanoseconds, as last estimated
+
+	latency    [len(LatencyBounds) + 1]atomic.Uint64 // statements by duration bucket
+	latencySum atomic.Int64                          // nanoseconds
+}
+
+// LatencyBounds are the upper bounds of the buckets statements' durations
+// are counted in.
+var LatencyBounds = [...]time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// ObserveLatency counts a statement that took d.
+func (n *Node) ObserveLatency(d time.Duration) {
+	i := 0
+	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+		i++
+	}
+	n.latency[i].Add(1)
+	n.latencySum.Add(int64(d))
+}
+
+// Latency returns the statements' counts per duration bucket (the last
+// past every bound) and their total duration.
+func (n *Node) Latency() (counts []uint64, sum time.Duration) {
+	counts = make([]uint64, len(n.latency))
+	for i := range n.latency {
+		counts[i] = n.latency[i].Load()
+	}
+	return counts, time.Duration(n.latencySum.Load())
 }
 
 // NewNode makes a node with a weight (1 or more) for the balancer. It
@@ -120,7 +153,11 @@ func (n *Node) Errors() uint64 { return n.errors.Load() }
 // and is not extended while it stays down; it doubles for a node that fails
 // again soon after it came back (a flapping node), up to MaxBan. MarkDown
 // reports whether the node was healthy until now.
-func (n *Node) MarkDown(now time.Time) bool {
+func (n *Node) MarkDown(now time.Time) bool { return n.MarkDownBecause(now, "") }
+
+// MarkDownBecause is MarkDown, recording why (for the cluster's events;
+// it must hold no secret).
+func (n *Node) MarkDownBecause(now time.Time, why string) bool {
 	if !n.healthy.Load() || !n.healthy.Swap(false) {
 		return false // down already, or another goroutine took it down first
 	}
@@ -134,6 +171,7 @@ func (n *Node) MarkDown(now time.Time) bool {
 		if c.OnDown != nil {
 			c.OnDown(n)
 		}
+		c.record(Event{At: now, Node: n, What: "down", Why: why})
 		c.notify()
 	}
 	return true
@@ -156,6 +194,7 @@ func (n *Node) MarkUp(now time.Time) bool {
 	if n.healthy.Swap(true) {
 		return false
 	}
+	n.cluster.record(Event{At: now, Node: n, What: "up"})
 	n.cluster.notify()
 	return true
 }
