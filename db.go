@@ -24,6 +24,7 @@ type DB struct {
 	cluster *topology.Cluster
 	pools   []*pgxpool.Pool // by topology.Node.Index
 	latest  bool            // Config.Latest
+	tracing bool            // a pool has a tracer: contexts carry routes (RouteOf)
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -73,10 +74,13 @@ func Connect(ctx context.Context, connString string) (*DB, error) {
 func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config) (*DB, error) {
 	cluster, secrets := connstr.Cluster("default", nodes, discover)
 	byName := map[string]*pgxpool.Config{}
+	db := &DB{latest: cfg.Latest}
 	for _, n := range nodes {
 		byName[n.Name] = n.Config
+		if n.Config.ConnConfig.Tracer != nil {
+			db.tracing = true
+		}
 	}
-	db := &DB{latest: cfg.Latest}
 	e, err := engine.Open(ctx, engine.Config{
 		Clusters:        []engine.ClusterSpec{cluster},
 		WriteFunctions:  cfg.WriteFunctions,

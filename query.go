@@ -89,7 +89,7 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 		if err != nil {
 			return err
 		}
-		tag, err = db.exec(ctx, p, c, sql, args)
+		tag, err = db.exec(db.traced(ctx, p), p, c, sql, args)
 		return err
 	})
 	h.release()
@@ -229,7 +229,7 @@ func (db *DB) query(ctx context.Context, sql string, args []any) (*rows, error) 
 		if err != nil {
 			return err
 		}
-		return r.start(ctx, c, sql, args)
+		return r.start(db.traced(ctx, p), c, sql, args)
 	})
 	if err != nil {
 		r.conn.release()
@@ -454,7 +454,7 @@ func (b *batchResults) send(p *engine.Plan) error {
 	if q == nil {
 		q = b.db.pool(p.Node)
 	}
-	b.inner = q.SendBatch(b.ctx, b.batch)
+	b.inner = q.SendBatch(b.db.traced(b.ctx, p), b.batch)
 	return nil
 }
 

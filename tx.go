@@ -46,7 +46,7 @@ func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 		if err != nil {
 			return err
 		}
-		if err := t.begin(ctx, conn, opts); err != nil {
+		if err := t.begin(db.traced(ctx, p), conn, opts); err != nil {
 			conn.Release()
 			return err
 		}
