@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard/internal/connstr"
+	"github.com/switchyard-db/switchyard/internal/conntrack"
 	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
@@ -25,6 +26,7 @@ type DB struct {
 	pools   []*pgxpool.Pool // by topology.Node.Index
 	latest  bool            // Config.Latest
 	tracing bool            // a pool has a tracer: contexts carry routes (RouteOf)
+	conns   []conntrack.Set // by topology.Node.Index: to interrupt a hung replica's reads
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -95,8 +97,14 @@ func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config)
 		return nil, err
 	}
 	db.engine, db.cluster = e, e.Clusters()[0]
+	db.conns = make([]conntrack.Set, len(e.Nodes()))
 	for _, n := range e.Nodes() {
-		pool, err := pgxpool.NewWithConfig(ctx, byName[n.Name])
+		pcfg := byName[n.Name]
+		// A replica out of rotation gets no new connection: a read planned
+		// a moment before it went down must not wait on a hung server.
+		db.conns[n.Index].Refuse = func() bool { return !n.Healthy() && !n.IsPrimary() }
+		track(pcfg, &db.conns[n.Index])
+		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			db.closePools()
 			e.Close()
@@ -108,10 +116,37 @@ func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config)
 	return db, nil
 }
 
-// nodeDown drops the idle connections of a node that went out of rotation:
-// they are most likely dead too.
+// track makes cfg's connections known to set.
+func track(cfg *pgxpool.Config, set *conntrack.Set) {
+	cfg.ConnConfig.DialFunc = set.Dial(cfg.ConnConfig.DialFunc)
+	after, before := cfg.AfterConnect, cfg.BeforeClose
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		set.Connected(c.PgConn())
+		if after != nil {
+			return after(ctx, c)
+		}
+		return nil
+	}
+	cfg.BeforeClose = func(c *pgx.Conn) {
+		set.Closing(c.PgConn())
+		if before != nil {
+			before(c)
+		}
+	}
+}
+
+// nodeDown drops the idle connections of a node that went out of rotation
+// (they are most likely dead too) and, for a replica, interrupts the reads
+// waiting on it, which then run elsewhere: a replica that stopped
+// answering must not hold them. A primary's statements are left to finish
+// when it answers again: a write interrupted would have an unknown
+// outcome, and nothing else could run it.
 func (db *DB) nodeDown(n *topology.Node) {
 	if n.Index < len(db.pools) {
+		if !n.IsPrimary() {
+			println("DEBUG interrupt", n.Name, db.conns[n.Index].Len())
+			db.conns[n.Index].Interrupt()
+		}
 		db.pools[n.Index].Reset()
 	}
 }
@@ -130,6 +165,9 @@ func (db *DB) Close() {
 		db.closed.Store(true)
 		db.engine.Close()
 		db.closePools()
+		for i := range db.conns {
+			db.conns[i].Wait()
+		}
 	})
 }
 

@@ -189,9 +189,11 @@ func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 		return p
 	}
 	p.sent = time.Now()
-	if res, err := conn.Exec(ctx, topology.PollSQL).ReadAll(); err == nil && len(res) == 1 && len(res[0].Rows) == 1 {
-		if poll, err := topology.ParsePoll(res[0].Rows[0]); err == nil {
-			p.poll, p.polled, p.recv = poll, true, time.Now()
+	if res, err := conn.Exec(ctx, topology.PollQuery).ReadAll(); err == nil {
+		if row, err := topology.PollRow(res); err == nil {
+			if poll, err := topology.ParsePoll(row); err == nil {
+				p.poll, p.polled, p.recv = poll, true, time.Now()
+			}
 		}
 	}
 	return p

@@ -49,12 +49,12 @@ func (s *server) handle(q pgscript.Query) pgscript.Reply {
 	switch q.SQL {
 	case probeSQL:
 		return pgscript.Row(s.inRecovery.Load(), s.system.Load(), "8192")
-	case topology.PollSQL:
+	case topology.PollQuery:
 		tli := s.timeline.Load()
 		if s.inRecovery.Load() {
 			tli = 0
 		}
-		return pgscript.Row(s.inRecovery.Load(), lsn.LSN(s.pos.Load()).String(), tli, true, nil)
+		return pgscript.Row(s.inRecovery.Load(), lsn.LSN(s.pos.Load()).String(), tli, "read committed", nil, false)
 	}
 	return pgscript.Fail("42601", "unexpected: "+q.SQL)
 }

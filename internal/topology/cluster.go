@@ -264,11 +264,12 @@ func (c *Cluster) eligible(n *Node, primary *Node, min lsn.LSN, maxLag time.Dura
 }
 
 // PickReplica chooses a healthy replica whose polled position is at least
-// min, or nil when there is none. It picks two candidates at random in
-// proportion to their weights and keeps the one with fewer statements in
-// flight per unit of weight ("the power of two choices"): nearly as good as
-// always picking the least loaded, without herding every caller onto the
-// same replica between updates. It allocates nothing.
+// min, or nil when there is none. It picks two different candidates at
+// random in proportion to their weights and keeps the one that costs less
+// per unit of weight, counting reads in flight and round trip time (the
+// power of two choices): nearly as good as always picking the least
+// loaded, without herding every caller onto the same replica between
+// updates. It allocates nothing.
 func (c *Cluster) PickReplica(min lsn.LSN) *Node { return c.pick(min, -1) }
 
 // PickReplicaWithin chooses, as PickReplica does, among healthy replicas
@@ -287,27 +288,47 @@ func (c *Cluster) pick(min lsn.LSN, maxLag time.Duration) *Node {
 	if total == 0 {
 		return nil
 	}
-	a := c.weighted(rand.Int64N(total), primary, min, maxLag)
-	b := c.weighted(rand.Int64N(total), primary, min, maxLag)
-	switch {
-	case a == nil:
-		return b
-	case b == nil || a == b:
+	a := c.weighted(rand.Int64N(total), primary, min, maxLag, nil)
+	if a == nil {
+		return nil // eligibility changed under us
+	}
+	if total == a.weight {
 		return a
 	}
-	// a.inflight/a.weight <= b.inflight/b.weight, without division.
-	if a.InFlight()*b.weight <= b.InFlight()*a.weight {
+	b := c.weighted(rand.Int64N(total-a.weight), primary, min, maxLag, a)
+	if b == nil {
+		return a
+	}
+	if better(a, b) {
 		return a
 	}
 	return b
 }
 
-// weighted returns the eligible replica in whose share of the total weight
-// r falls. Eligibility can change between the two passes; then it may
-// return nil, and pick uses the other candidate.
-func (c *Cluster) weighted(r int64, primary *Node, min lsn.LSN, maxLag time.Duration) *Node {
+// rttFloor is the round trip below which replicas count as equally near:
+// differences of a fraction of a millisecond are noise.
+const rttFloor = time.Millisecond
+
+// better reports whether a read should go to a rather than b. Replicas
+// equally near (both within rttFloor) compare by reads in flight per unit
+// of weight, a winning ties (a was drawn by weight, so idle replicas share
+// by weight). Otherwise the reads in flight, one more, are weighed by the
+// round trip: a replica slowed by the network or its disk gets reads only
+// when the near ones are that many times busier.
+func better(a, b *Node) bool {
+	ra, rb := max(a.RTT(), rttFloor), max(b.RTT(), rttFloor)
+	if ra == rb {
+		return a.InFlight()*b.weight <= b.InFlight()*a.weight
+	}
+	return (a.InFlight()+1)*int64(ra/time.Microsecond)*b.weight <= (b.InFlight()+1)*int64(rb/time.Microsecond)*a.weight
+}
+
+// weighted returns the eligible replica, other than not, in whose share of
+// the total weight r falls. Eligibility can change between the two passes;
+// then it may return nil, and pick uses the other candidate.
+func (c *Cluster) weighted(r int64, primary *Node, min lsn.LSN, maxLag time.Duration, not *Node) *Node {
 	for _, n := range c.Nodes {
-		if !c.eligible(n, primary, min, maxLag) {
+		if n == not || !c.eligible(n, primary, min, maxLag) {
 			continue
 		}
 		if r < n.weight {

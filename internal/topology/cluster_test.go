@@ -152,22 +152,23 @@ func TestParsePoll(t *testing.T) {
 		}
 		return row
 	}
-	p, err := ParsePoll(b("f", "16/B374D848", "3", "t", "0.25"))
-	if err != nil || p != (Poll{InRecovery: false, Position: 0x16B374D848, Timeline: 3, ReadCommitted: true, ReplayAge: 250 * time.Millisecond}) {
+	p, err := ParsePoll(b("f", "16/B374D848", "3", "read committed", "0.25", "f"))
+	if err != nil || p != (Poll{InRecovery: false, Position: 0x16B374D848, Timeline: 3, Isolation: "read committed", ReadCommitted: true, ReplayAge: 250 * time.Millisecond}) {
 		t.Errorf("%+v %v", p, err)
 	}
-	p, err = ParsePoll(b("t", "NULL", "0", "f", "NULL"))
-	if err != nil || p != (Poll{InRecovery: true, ReplayAge: -1}) {
+	p, err = ParsePoll(b("t", "NULL", "0", "repeatable read", "NULL", "t"))
+	if err != nil || p != (Poll{InRecovery: true, Isolation: "repeatable read", ReplayAge: -1, ReadOnly: true}) {
 		t.Errorf("NULLs: %+v %v", p, err)
 	}
 	for name, row := range map[string][][]byte{
-		"four columns": b("f", "0/1", "1", "t"),
-		"six columns":  b("f", "0/1", "1", "t", "0", "x"),
-		"bad LSN":      b("f", "nope", "1", "t", "0"),
-		"NULL tli":     b("f", "0/1", "NULL", "t", "0"),
-		"bad tli":      b("f", "0/1", "x", "t", "0"),
-		"huge tli":     b("f", "0/1", "4294967296", "t", "0"),
-		"bad age":      b("t", "0/1", "0", "t", "soon"),
+		"four columns":  b("f", "0/1", "1", "t"),
+		"seven columns": b("f", "0/1", "1", "read committed", "0", "f", "x"),
+		"five columns":  b("f", "0/1", "1", "read committed", "0"),
+		"bad LSN":       b("f", "nope", "1", "read committed", "0", "f"),
+		"NULL tli":      b("f", "0/1", "NULL", "read committed", "0", "f"),
+		"bad tli":       b("f", "0/1", "x", "read committed", "0", "f"),
+		"huge tli":      b("f", "0/1", "4294967296", "read committed", "0", "f"),
+		"bad age":       b("t", "0/1", "0", "read committed", "soon", "f"),
 	} {
 		if _, err := ParsePoll(row); err == nil {
 			t.Errorf("%s: no error", name)
@@ -316,9 +317,9 @@ func TestPickReplicaPowerOfTwo(t *testing.T) {
 	for range picks {
 		counts[c.PickReplica(0)]++
 	}
-	// The busy one only when both candidates were it: a quarter.
-	if f := float64(counts[busy]) / picks; f < 0.22 || f > 0.28 {
-		t.Errorf("busy got %.3f of the picks, want about 0.25", f)
+	// The two candidates are always different: the busy one never wins.
+	if counts[busy] != 0 {
+		t.Errorf("busy got %d of the picks, want none", counts[busy])
 	}
 	// Load per unit of weight: 10 in flight on weight 10 beats 2 on 1.
 	nodes := []*Node{NewNode("p", 0, 1), NewNode("big", 1, 10), NewNode("small", 2, 1)}
@@ -389,5 +390,27 @@ func TestPickReplicaWithin(t *testing.T) {
 	}
 	if n := c.PickReplicaWithin(time.Hour); n != fast && n != slow {
 		t.Errorf("an hour: %v", n)
+	}
+}
+
+// TestPickReplicaSlow: a replica whose round trip is 200 times longer gets
+// reads only when the near one is that much busier.
+func TestPickReplicaSlow(t *testing.T) {
+	c := newTestCluster(2)
+	near, slow := c.Nodes[1], c.Nodes[2]
+	near.ObserveRTT(300 * time.Microsecond)
+	slow.ObserveRTT(200 * time.Millisecond)
+	counts := map[*Node]int{}
+	for range 10000 {
+		counts[c.PickReplica(0)]++
+	}
+	if counts[slow] != 0 {
+		t.Errorf("the slow replica got %d of 10000 idle picks", counts[slow])
+	}
+	for range 250 {
+		near.Start()
+	}
+	if n := c.PickReplica(0); n != slow {
+		t.Errorf("with 250 reads in flight on the near replica, the pick was %s", n.Name)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -59,12 +60,28 @@ func (m *Monitor) Close() {
 const PollSQL = `SELECT pg_is_in_recovery(),
 	(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text,
 	CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int8 END,
-	current_setting('default_transaction_isolation') = 'read committed',
-	extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8`
+	current_setting('default_transaction_isolation'),
+	extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8,
+	current_setting('default_transaction_read_only')::bool`
+
+// PollQuery runs PollSQL in a read-committed read-only transaction of its
+// own, so that it runs whatever the server's defaults (a hot standby
+// refuses every statement whose default isolation is serializable, and
+// PollSQL reports that default).
+const PollQuery = "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; " + PollSQL + "; COMMIT"
+
+// monitorParams are the monitor's session settings: its polls must not be
+// cut short by the users' timeouts.
+var monitorParams = map[string]string{
+	"statement_timeout":                   "0",
+	"lock_timeout":                        "0",
+	"idle_in_transaction_session_timeout": "0",
+}
 
 // pollTimeout bounds one poll, connecting included: a node that does not
-// answer within it is as good as down.
-func (m *Monitor) pollTimeout() time.Duration { return max(5*m.interval, time.Second) }
+// answer within it is as good as down (frozen, partitioned, its disk
+// stalled): eight intervals, at least 200 ms.
+func (m *Monitor) pollTimeout() time.Duration { return max(8*m.interval, 200*time.Millisecond) }
 
 func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 	defer m.wg.Done()
@@ -97,19 +114,25 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 
 // Poll is one poll's answer.
 type Poll struct {
-	InRecovery    bool
-	Position      lsn.LSN // 0 if NULL (a standby that has replayed nothing yet)
-	Timeline      uint32
+	InRecovery bool
+	Position   lsn.LSN // 0 if NULL (a standby that has replayed nothing yet)
+	Timeline   uint32
+	// Isolation is the server's default_transaction_isolation; ReadCommitted
+	// says whether it is "read committed".
+	Isolation     string
 	ReadCommitted bool
 	ReplayAge     time.Duration // negative if unknown
+	// ReadOnly is the server's default_transaction_read_only.
+	ReadOnly bool
 }
 
 // ParsePoll reads the text row PollSQL returns.
 func ParsePoll(row [][]byte) (Poll, error) {
-	if len(row) != 5 {
-		return Poll{}, fmt.Errorf("switchyard: poll returned %d columns, want 5", len(row))
+	if len(row) != 6 {
+		return Poll{}, fmt.Errorf("switchyard: poll returned %d columns, want 6", len(row))
 	}
-	p := Poll{InRecovery: string(row[0]) == "t", ReadCommitted: string(row[3]) == "t", ReplayAge: -1}
+	p := Poll{InRecovery: string(row[0]) == "t", Isolation: string(row[3]), ReplayAge: -1, ReadOnly: string(row[5]) == "t"}
+	p.ReadCommitted = p.Isolation == "read committed"
 	if row[1] != nil {
 		l, err := lsn.Parse(string(row[1]))
 		if err != nil {
@@ -136,26 +159,45 @@ func (m *Monitor) poll(ctx context.Context, n *Node, cfg *pgconn.Config, conn **
 	ctx, cancel := context.WithTimeout(ctx, m.pollTimeout())
 	defer cancel()
 	if *conn == nil {
-		c, err := pgconn.ConnectConfig(ctx, cfg)
+		own := cfg.Copy()
+		own.RuntimeParams = maps.Clone(own.RuntimeParams)
+		if own.RuntimeParams == nil {
+			own.RuntimeParams = map[string]string{}
+		}
+		maps.Copy(own.RuntimeParams, monitorParams)
+		c, err := pgconn.ConnectConfig(ctx, own)
 		if err != nil {
 			return err
 		}
 		*conn = c
 	}
 	sent := time.Now()
-	results, err := (*conn).Exec(ctx, PollSQL).ReadAll()
+	results, err := (*conn).Exec(ctx, PollQuery).ReadAll()
 	if err != nil {
 		return err
 	}
-	if len(results) != 1 || len(results[0].Rows) != 1 {
-		return errors.New("switchyard: poll returned no row")
-	}
-	p, err := ParsePoll(results[0].Rows[0])
+	row, err := PollRow(results)
 	if err != nil {
 		return err
 	}
-	m.cluster.Observe(n, p, sent, time.Now(), m.log)
+	p, err := ParsePoll(row)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	n.ObserveRTT(now.Sub(sent))
+	m.cluster.Observe(n, p, sent, now, m.log)
 	return nil
+}
+
+// PollRow finds PollSQL's row among a poll's results.
+func PollRow(results []*pgconn.Result) ([][]byte, error) {
+	for _, r := range results {
+		if len(r.Rows) == 1 && len(r.FieldDescriptions) == 6 {
+			return r.Rows[0], nil
+		}
+	}
+	return nil, errors.New("switchyard: poll returned no row")
 }
 
 // Observe applies a poll of node n, sent at sent and answered at now: its
@@ -183,7 +225,21 @@ func (c *Cluster) Observe(n *Node, p Poll, sent, now time.Time, log *slog.Logger
 		log.Warn("switchyard: following a new primary", "cluster", c.Name, "node", np.Name, "timeline", np.Timeline())
 	}
 	primary := n == c.Primary()
+	if primary && p.ReadOnly != n.readOnlyDefault.Swap(p.ReadOnly) && p.ReadOnly {
+		log.Warn("switchyard: the primary has default_transaction_read_only = on: every write there fails (25006) unless it sets transaction_read_only = off; set default_transaction_read_only = off on the primary",
+			"cluster", c.Name, "node", n.Name)
+	}
 	switch {
+	case !primary && p.InRecovery && p.Isolation == "serializable":
+		// A hot standby cannot run serializable transactions: every
+		// statement at that default fails there (0A000). Serializable
+		// reads belong on the primary.
+		if n.MarkDownBecause(now, "default_transaction_isolation is serializable, which a hot standby cannot run") {
+			log.Warn("switchyard: replica's default_transaction_isolation is serializable, which a hot standby cannot run: every read there would fail, so reads go elsewhere; "+
+				"set default_transaction_isolation to 'read committed' (or 'repeatable read') on the replicas, and ask for serializable transactions where they belong, on the primary",
+				"cluster", c.Name, "node", n.Name)
+		}
+		return
 	case !primary && !p.InRecovery:
 		// Promoted, or misconfigured: not a replica of this primary any
 		// more. Keep it out of reads; Elect decides whether it is the

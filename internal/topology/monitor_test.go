@@ -33,14 +33,14 @@ func newPollServer(t *testing.T, inRecovery bool, pos lsn.LSN) *pollServer {
 		if r := s.fail.Load(); r != nil {
 			return *r
 		}
-		if q.SQL != PollSQL {
+		if q.SQL != PollQuery {
 			return pgscript.Fail("42601", "unexpected")
 		}
 		tli := 1
 		if s.inRecovery.Load() {
 			tli = 0
 		}
-		return pgscript.Row(s.inRecovery.Load(), lsn.LSN(s.pos.Load()).String(), tli, true, "0.001")
+		return pgscript.Row(s.inRecovery.Load(), lsn.LSN(s.pos.Load()).String(), tli, "read committed", "0.001", false)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func TestMonitor(t *testing.T) {
 	m := StartMonitor(c, configs, 5*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)),
 		func(s string) string { return strings.ReplaceAll(s, "hunter2", "xxxxx") })
 	defer m.Close()
-	if m.pollTimeout() != time.Second {
+	if m.pollTimeout() != 200*time.Millisecond {
 		t.Errorf("poll timeout %v", m.pollTimeout())
 	}
 	eventually(t, "the first polls", func() bool {

@@ -53,9 +53,30 @@ type Node struct {
 	writable  atomic.Bool   // not in recovery, as last polled
 	lag       atomic.Int64  // a replica's replay lag in nanoseconds, as last estimated
 
+	rtt             atomic.Int64 // the monitor's round trip to it, nanoseconds, smoothed
+	readOnlyDefault atomic.Bool  // default_transaction_read_only, as last polled
+
 	latency    [len(LatencyBounds) + 1]atomic.Uint64 // statements by duration bucket
 	latencySum atomic.Int64                          // nanoseconds
 }
+
+// ObserveRTT folds a monitor round trip into the node's smoothed round
+// trip time (an exponentially weighted moving average, weight 1/4).
+func (n *Node) ObserveRTT(d time.Duration) {
+	for {
+		old := n.rtt.Load()
+		v := int64(d)
+		if old != 0 {
+			v = old + (int64(d)-old)/4
+		}
+		if n.rtt.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// RTT is the node's smoothed monitor round trip time (0 before the first).
+func (n *Node) RTT() time.Duration { return time.Duration(n.rtt.Load()) }
 
 // LatencyBounds are the upper bounds of the buckets statements' durations
 // are counted in.
