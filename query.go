@@ -14,30 +14,6 @@ import (
 	"github.com/switchyard-db/switchyard/internal/lsn"
 )
 
-// checkSQL proves a replica has replayed a position, in the round trip of
-// the read that needs it (engine.BeforeCheck).
-const checkSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
-
-// settleSQL waits until every transaction that was running on the primary
-// when it started has ended, for at most about 20 ms: a standby may already
-// show a commit whose backend on the primary has written its commit record
-// but not yet left the process array (or set the commit log), so is still
-// running there (engine.BeforeSettle). Short transactions end within
-// microseconds; a long one costs the bound. It runs before the read in the
-// same implicit transaction; under READ COMMITTED the read then takes a
-// newer snapshot.
-const settleSQL = `DO $settle$
-DECLARE
-	running xid8[] := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
-BEGIN
-	FOR i IN 1..200 LOOP
-		EXIT WHEN cardinality(running) = 0 OR NOT EXISTS (
-			SELECT FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x = ANY (running));
-		PERFORM pg_sleep(0.0001);
-	END LOOP;
-END
-$settle$`
-
 // hasOptions reports whether args start with one of pgx's per-query
 // options (an exec mode, result formats, a rewriter), which a batch cannot
 // carry; such a read goes without capture or check (engine.Plan.Plain).
@@ -162,9 +138,9 @@ func sendRead(ctx context.Context, p *engine.Plan, q queryer, sql string, args [
 	b := &pgx.Batch{}
 	switch p.Before {
 	case engine.BeforeCheck:
-		b.Queue(checkSQL, p.Check.String())
+		b.Queue(engine.CheckSQL, p.Check.String())
 	case engine.BeforeSettle:
-		b.Queue(settleSQL)
+		b.Queue(engine.SettleSQL)
 	}
 	b.Queue(sql, args...)
 	if p.After == engine.AfterCapture {

@@ -159,6 +159,33 @@ func (e *Engine) clusterByKey(key uint32) *topology.Cluster {
 	return nil
 }
 
+// CheckSQL proves a replica has replayed a position ($1, as text), in the
+// round trip of the read that needs it (BeforeCheck).
+const CheckSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
+
+// SettleSQL waits until every transaction that was running on the primary
+// when it started has ended, for at most about 20 ms (and at most half of
+// the session's statement_timeout, so that a small one does not cancel
+// it): a standby may already show a commit whose backend on the primary
+// has written its commit record but not yet left the process array (or
+// set the commit log), so is still running there (BeforeSettle). Short
+// transactions end within microseconds; a long one costs the bound. It
+// runs before the read; under READ COMMITTED the read then takes a newer
+// snapshot.
+const SettleSQL = `DO $settle$
+DECLARE
+	running xid8[] := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
+	budget interval := least(interval '20 ms',
+		coalesce(nullif(current_setting('statement_timeout'), '0')::interval / 2, interval '20 ms'));
+	deadline timestamptz := clock_timestamp() + budget;
+BEGIN
+	WHILE cardinality(running) > 0 AND clock_timestamp() < deadline AND EXISTS (
+			SELECT FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x = ANY (running)) LOOP
+		PERFORM pg_sleep(0.0001);
+	END LOOP;
+END
+$settle$`
+
 // CaptureSQL reads the primary's insert position.
 const CaptureSQL = "SELECT pg_current_wal_insert_lsn()::text"
 
