@@ -164,7 +164,13 @@ type probe struct {
 	sent, recv time.Time
 }
 
+// probeSQL is what Open asks each server first, in a read-committed
+// read-only transaction of its own so that it runs whatever the server's
+// defaults (a hot standby refuses every statement whose default isolation
+// is serializable).
 const probeSQL = "SELECT pg_is_in_recovery(), system_identifier, current_setting('wal_block_size') FROM pg_control_system()"
+
+const probeQuery = "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; " + probeSQL + "; COMMIT"
 
 func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
@@ -172,14 +178,19 @@ func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 		return probe{err: err}
 	}
 	defer conn.Close(context.Background())
-	res, err := conn.Exec(ctx, probeSQL).ReadAll()
+	res, err := conn.Exec(ctx, probeQuery).ReadAll()
 	if err != nil {
 		return probe{err: err}
 	}
-	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 3 {
+	var row [][]byte
+	for _, r := range res {
+		if len(r.Rows) == 1 && len(r.Rows[0]) == 3 {
+			row = r.Rows[0]
+		}
+	}
+	if row == nil {
 		return probe{err: errors.New("unexpected answer to the role query")}
 	}
-	row := res[0].Rows[0]
 	p.inRecovery = string(row[0]) == "t"
 	if p.system, err = strconv.ParseUint(string(row[1]), 10, 64); err == nil {
 		p.blockSize, err = strconv.ParseUint(string(row[2]), 10, 64)
@@ -259,7 +270,12 @@ func (e *Engine) openCluster(ctx context.Context, index int, cs ClusterSpec) (*t
 	for i, p := range probes[1:] {
 		n := nodes[i+1]
 		var why string
+		var pgErr *pgconn.PgError
 		switch {
+		case errors.As(p.err, &pgErr) && pgErr.Code == "57P03":
+			// A server that refuses connections: starting, or a standby
+			// with hot_standby off, which serves no reads at all.
+			why = fmt.Sprintf("refuses connections (57P03: %s %s); a standby serves reads only with hot_standby = on", pgErr.Message, pgErr.Detail)
 		case p.err != nil:
 			why = "unreachable: " + e.redact(p.err.Error())
 		case p.system != system:

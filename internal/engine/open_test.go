@@ -47,7 +47,7 @@ func (s *server) handle(q pgscript.Query) pgscript.Reply {
 		return *r
 	}
 	switch q.SQL {
-	case probeSQL:
+	case probeQuery:
 		return pgscript.Row(s.inRecovery.Load(), s.system.Load(), "8192")
 	case topology.PollQuery:
 		tli := s.timeline.Load()
