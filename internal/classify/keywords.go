@@ -1,111 +1,44 @@
 package classify
 
-// kw identifies the few keywords the classifier cares about.
-type kw uint8
+// kw identifies a PostgreSQL keyword (kwlist.go has the codes).
+type kw uint16
+
+// kwCat is a keyword's category in PostgreSQL's grammar, which decides
+// where it may stand for a name.
+type kwCat uint8
 
 const (
-	kwNone kw = iota
-	// statement heads: reads
-	kwSelect
-	kwValues
-	kwTable
-	kwWith
-	kwShow
-	kwExplain
-	// statement heads: session state
-	kwSet
-	kwReset
-	kwListen
-	kwUnlisten
-	kwPrepare
-	kwDeallocate
-	kwExecute
-	kwDeclare
-	kwFetch
-	kwClose
-	kwMove
-	kwDiscard
-	kwLoad
-	kwBegin
-	kwStart
-	kwCommit
-	kwEnd
-	kwRollback
-	kwAbort
-	kwSavepoint
-	kwRelease
-	// statement heads: writes
-	kwInsert
-	kwUpdate
-	kwDelete
-	kwMerge
-	kwCopy
-	kwCreate
-	kwAlter
-	kwDrop
-	kwTruncate
-	kwGrant
-	kwRevoke
-	kwVacuum
-	kwAnalyze // ANALYZE and ANALYSE
-	kwCall
-	kwDo
-	kwLock
-	kwRefresh
-	kwCluster
-	kwReindex
-	kwComment
-	kwSecurity
-	kwImport
-	kwNotify
-	kwCheckpoint
-	kwReassign
-	// everything else
-	kwVerbose
-	kwFor
-	kwShare
-	kwNo
-	kwKey
-	kwInto
-	kwRecursive
-	kwAs
-	kwNot
-	kwMaterialized
-	kwSearch
-	kwBreadth
-	kwDepth
-	kwFirst
-	kwBy
-	kwCycle
-	kwTo
-	kwDefault
-	kwUsing
-	kwSubstring
-	kwOverlay
-	kwLocal
-	kwGlobal
-	kwTemp // TEMP and TEMPORARY
-	kwUnlogged
-	kwOr
-	kwReplace
-	kwUescape
-	kwFalse
-	kwOff
-	kwFrom
-	kwJoin
-	kwOnly
-	kwAtomic
-	kwCase
-	kwTreat
-	kwDistinct
+	// catUnreserved keywords (and non-keywords) may name anything.
+	catUnreserved kwCat = iota
+	// catColName keywords may name columns, tables and types but not
+	// functions; followed by "(" they are SQL syntax (COALESCE, EXTRACT,
+	// VALUES, a type with modifiers, ...).
+	catColName
+	// catTypeFunc keywords may name functions and types but not columns
+	// or tables (JOIN, LEFT, LIKE, ...).
+	catTypeFunc
+	// catReserved keywords name nothing unless quoted.
+	catReserved
 )
 
-// maxKwLen is the length of the longest keyword in keywords.
-const maxKwLen = 12
+// maxKwLen is the length of the longest keyword (current_timestamp).
+const maxKwLen = 17
+
+var (
+	keywordCodes = make(map[string]kw, len(keywordList))
+	keywordCats  [kwCount]kwCat
+)
+
+func init() {
+	for _, k := range keywordList {
+		keywordCodes[k.word] = k.code
+		keywordCats[k.code] = k.cat
+	}
+}
 
 // lookupKw returns the keyword code of the identifier s (ASCII
-// case-insensitive, as PostgreSQL folds unquoted identifiers), without
-// allocating.
+// case-insensitive, as PostgreSQL folds unquoted identifiers), or kwNone,
+// without allocating.
 func lookupKw(s string) kw {
 	if len(s) < 2 || len(s) > maxKwLen {
 		return kwNone
@@ -115,192 +48,20 @@ func lookupKw(s string) kw {
 		c := s[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
-		} else if c < 'a' || c > 'z' {
+		} else if (c < 'a' || c > 'z') && c != '_' {
 			return kwNone
 		}
 		buf[i] = c
 	}
-	switch string(buf[:len(s)]) {
-	case "select":
-		return kwSelect
-	case "values":
-		return kwValues
-	case "table":
-		return kwTable
-	case "with":
-		return kwWith
-	case "show":
-		return kwShow
-	case "explain":
-		return kwExplain
-	case "set":
-		return kwSet
-	case "reset":
-		return kwReset
-	case "listen":
-		return kwListen
-	case "unlisten":
-		return kwUnlisten
-	case "prepare":
-		return kwPrepare
-	case "deallocate":
-		return kwDeallocate
-	case "execute":
-		return kwExecute
-	case "declare":
-		return kwDeclare
-	case "fetch":
-		return kwFetch
-	case "close":
-		return kwClose
-	case "move":
-		return kwMove
-	case "discard":
-		return kwDiscard
-	case "load":
-		return kwLoad
-	case "begin":
-		return kwBegin
-	case "start":
-		return kwStart
-	case "commit":
-		return kwCommit
-	case "end":
-		return kwEnd
-	case "rollback":
-		return kwRollback
-	case "abort":
-		return kwAbort
-	case "savepoint":
-		return kwSavepoint
-	case "release":
-		return kwRelease
-	case "insert":
-		return kwInsert
-	case "update":
-		return kwUpdate
-	case "delete":
-		return kwDelete
-	case "merge":
-		return kwMerge
-	case "copy":
-		return kwCopy
-	case "create":
-		return kwCreate
-	case "alter":
-		return kwAlter
-	case "drop":
-		return kwDrop
-	case "truncate":
-		return kwTruncate
-	case "grant":
-		return kwGrant
-	case "revoke":
-		return kwRevoke
-	case "vacuum":
-		return kwVacuum
-	case "analyze", "analyse":
-		return kwAnalyze
-	case "call":
-		return kwCall
-	case "do":
-		return kwDo
-	case "lock":
-		return kwLock
-	case "refresh":
-		return kwRefresh
-	case "cluster":
-		return kwCluster
-	case "reindex":
-		return kwReindex
-	case "comment":
-		return kwComment
-	case "security":
-		return kwSecurity
-	case "import":
-		return kwImport
-	case "notify":
-		return kwNotify
-	case "checkpoint":
-		return kwCheckpoint
-	case "reassign":
-		return kwReassign
-	case "verbose":
-		return kwVerbose
-	case "for":
-		return kwFor
-	case "share":
-		return kwShare
-	case "no":
-		return kwNo
-	case "key":
-		return kwKey
-	case "into":
-		return kwInto
-	case "recursive":
-		return kwRecursive
-	case "as":
-		return kwAs
-	case "not":
-		return kwNot
-	case "materialized":
-		return kwMaterialized
-	case "search":
-		return kwSearch
-	case "breadth":
-		return kwBreadth
-	case "depth":
-		return kwDepth
-	case "first":
-		return kwFirst
-	case "by":
-		return kwBy
-	case "cycle":
-		return kwCycle
-	case "to":
-		return kwTo
-	case "default":
-		return kwDefault
-	case "using":
-		return kwUsing
-	case "substring":
-		return kwSubstring
-	case "overlay":
-		return kwOverlay
-	case "local":
-		return kwLocal
-	case "global":
-		return kwGlobal
-	case "temp", "temporary":
-		return kwTemp
-	case "unlogged":
-		return kwUnlogged
-	case "or":
-		return kwOr
-	case "replace":
-		return kwReplace
-	case "uescape":
-		return kwUescape
-	case "false":
-		return kwFalse
-	case "off":
-		return kwOff
-	case "from":
-		return kwFrom
-	case "join":
-		return kwJoin
-	case "only":
-		return kwOnly
-	case "atomic":
-		return kwAtomic
-	case "case":
-		return kwCase
-	case "treat":
-		return kwTreat
-	case "distinct":
-		return kwDistinct
+	return keywordCodes[string(buf[:len(s)])]
+}
+
+// category returns the category of the keyword k (catUnreserved for kwNone).
+func (k kw) category() kwCat {
+	if k >= kwCount {
+		return catUnreserved
 	}
-	return kwNone
+	return keywordCats[k]
 }
 
 // lowerASCII copies s into buf with ASCII letters folded to lower case, as
