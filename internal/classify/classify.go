@@ -146,6 +146,10 @@ func (k Kind) ReplicaSafe() bool { return k == Read }
 // effects, without caching. Use a [Classifier] for repeated statements.
 func Classify(sql string) Kind { return classify(sql, defaultFuncs) }
 
+// Analyze analyzes sql with the built-in list of functions with side
+// effects, without caching. Use a [Classifier] for repeated statements.
+func Analyze(sql string) *Statement { return analyze(sql, defaultFuncs) }
+
 // DefaultCacheSize is the number of strings a Classifier caches when New is
 // given a cacheSize <= 0.
 const DefaultCacheSize = 8192
@@ -166,8 +170,8 @@ var seed = maphash.MakeSeed()
 // shard is one lock-protected part of the cache.
 type shard struct {
 	mu    sync.RWMutex
-	m     map[string]Kind
-	bytes int // key bytes held by m
+	m     map[string]*Statement
+	bytes int // key and Statement bytes held by m
 	_     [64]byte
 }
 
@@ -179,11 +183,11 @@ type Classifier struct {
 	cache atomic.Pointer[cache]
 }
 
-// cache is a sharded map from SQL text to its kind.
+// cache is a sharded map from SQL text to its analysis.
 type cache struct {
 	shards     []shard
 	maxEntries int // per shard
-	maxBytes   int // per shard
+	maxBytes   int // per shard, keys and Statements
 }
 
 // New returns a Classifier.
@@ -217,23 +221,34 @@ func newCache(size int) *cache {
 	c := &cache{shards: make([]shard, n), maxEntries: max(size/n, 1)}
 	c.maxBytes = max(c.maxEntries*avgKeyBytes, 2*maxCachedLen)
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]Kind)
+		c.shards[i].m = make(map[string]*Statement)
 	}
 	return c
 }
 
-// Classify classifies sql (see the package documentation). The result for
-// each distinct string is cached: a repeated call does not allocate.
+// Classify classifies sql (see the package documentation); it returns
+// Analyze(sql).Kind. The result for each distinct string is cached: a
+// repeated call does not allocate.
 func (c *Classifier) Classify(sql string) Kind {
 	if c == nil {
 		return Classify(sql)
 	}
-	funcs := c.funcs
-	if funcs == nil {
-		funcs = defaultFuncs
-	}
 	if len(sql) > maxCachedLen {
-		return classify(sql, funcs)
+		return classify(sql, c.funcTable())
+	}
+	return c.Analyze(sql).Kind
+}
+
+// Analyze returns what the classifier learned of sql (see the package
+// documentation). The result is cached per SQL string and shared: callers
+// must not modify it. A repeated call allocates nothing.
+func (c *Classifier) Analyze(sql string) *Statement {
+	if c == nil {
+		return Analyze(sql)
+	}
+	funcs := c.funcTable()
+	if len(sql) > maxCachedLen {
+		return analyze(sql, funcs)
 	}
 	ca := c.cache.Load()
 	if ca == nil {
@@ -242,22 +257,34 @@ func (c *Classifier) Classify(sql string) Kind {
 	}
 	sh := &ca.shards[maphash.String(seed, sql)&uint64(len(ca.shards)-1)]
 	sh.mu.RLock()
-	k, ok := sh.m[sql]
+	st, ok := sh.m[sql]
 	sh.mu.RUnlock()
 	if ok {
-		return k
+		return st
 	}
-	k = classify(sql, funcs)
-	key := strings.Clone(sql) // do not keep the caller's buffer alive (or see it change)
+	// Analyze the copy, so that the Statement's names are substrings of
+	// the key: the caller's buffer is neither kept alive nor seen to change.
+	key := strings.Clone(sql)
+	st = analyze(key, funcs)
+	size := len(key) + st.size()
 	sh.mu.Lock()
-	if _, ok := sh.m[key]; !ok {
-		if len(sh.m) >= ca.maxEntries || sh.bytes+len(key) > ca.maxBytes {
+	if old, ok := sh.m[key]; ok {
+		st = old
+	} else {
+		if len(sh.m) >= ca.maxEntries || sh.bytes+size > ca.maxBytes {
 			clear(sh.m)
 			sh.bytes = 0
 		}
-		sh.m[key] = k
-		sh.bytes += len(key)
+		sh.m[key] = st
+		sh.bytes += size
 	}
 	sh.mu.Unlock()
-	return k
+	return st
+}
+
+func (c *Classifier) funcTable() *funcTable {
+	if c.funcs == nil {
+		return defaultFuncs
+	}
+	return c.funcs
 }
