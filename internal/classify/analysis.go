@@ -15,8 +15,8 @@ type analysis struct {
 	sels  []selInfo  // every SELECT seen, by id
 	items []fromItem // FROM items that may be named by FOR UPDATE OF
 
-	partial bool // some statement has a shape the walker does not follow
-	locking bool // a locking clause was seen
+	partial  bool // some statement has a shape the walker does not follow
+	locking  bool // a locking clause was seen
 	kindLock bool // the kind scanner saw FOR UPDATE and the like
 
 	effects    Effect // of the statements finished so far
