@@ -1,7 +1,5 @@
 package classify
 
-import "strings"
-
 // stopSet says where an expression ends, besides ')' and the end of the
 // statement.
 type stopSet uint8
@@ -268,6 +266,12 @@ func (s *scanner) group(mode groupMode) {
 				a.funcs[i].fixed = fixed
 			case name.kind != tEOF:
 				a.funcs[i] = funcRef{name: name, sys: true}
+				if v, ok := identValue(a.src, name); ok {
+					a.stmt |= funcEffect(v)
+					if v == "set_config" {
+						a.stmt |= EffectSessionState // with one argument
+					}
+				}
 			default:
 				a.funcs[i].dropped = true
 			}
@@ -597,17 +601,14 @@ func funcEffect(name string) Effect {
 	case "pg_export_snapshot", "pg_replication_origin_xact_setup", "pg_replication_origin_xact_reset":
 		return EffectTxScoped
 	}
-	rest, ok := strings.CutPrefix(name, "pg_advisory_")
-	if !ok {
-		rest, ok = strings.CutPrefix(name, "pg_try_advisory_")
-	}
-	switch {
-	case !ok:
-		return 0
-	case strings.HasPrefix(rest, "xact_"):
+	switch name {
+	case "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared":
+		return EffectSessionState
+	case "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
+		"pg_try_advisory_xact_lock_shared":
 		return EffectTxScoped
-	case strings.HasPrefix(rest, "unlock"):
+	case "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all":
 		return EffectSessionDependent
 	}
-	return EffectSessionState
+	return 0
 }

@@ -416,6 +416,24 @@ func (s *scanner) create() {
 		s.ddlRest()
 	case kwDomain, kwRole, kwUser, kwGroup:
 		s.ddlRest()
+	case kwConstraint, kwTrigger:
+		if t.kw == kwConstraint {
+			s.accept(kwTrigger)
+		}
+		s.createTrigger()
+	case kwPolicy:
+		s.take() // the name
+		if !s.accept(kwOn) || !s.writtenName() {
+			s.partial()
+			return
+		}
+		for !s.ended() {
+			if s.atKind(tLParen) {
+				s.group(groupAuto) // USING (...), WITH CHECK (...)
+			} else {
+				s.take()
+			}
+		}
 	case kwFunction, kwProcedure, kwAggregate:
 		// Its body may name relations; creating it touches none, but the
 		// walker does not follow function bodies.
@@ -428,6 +446,34 @@ func (s *scanner) create() {
 		s.ddlRest()
 	}
 	a.ddl = false
+}
+
+// createTrigger walks the rest of CREATE TRIGGER: the table it is on and
+// the one a constraint trigger's FROM names are written; the function it
+// executes is not called now.
+func (s *scanner) createTrigger() {
+	s.take() // the name
+	for !s.ended() && !s.at(kwOn) {
+		s.take() // BEFORE, AFTER, INSTEAD OF, the events
+	}
+	if !s.accept(kwOn) || !s.writtenName() {
+		s.partial()
+		return
+	}
+	for !s.ended() {
+		switch {
+		case s.accept(kwFrom):
+			s.writtenName()
+		case s.accept(kwExecute):
+			s.take() // FUNCTION, PROCEDURE
+			s.nameChain()
+			s.skipBalanced() // string arguments
+		case s.atKind(tLParen):
+			s.group(groupAuto) // WHEN (condition)
+		default:
+			s.take()
+		}
+	}
 }
 
 // ddlRest walks the rest of a DDL statement as expressions.

@@ -21,6 +21,8 @@ func TestDifferential(t *testing.T) {
 	var parsed, agree, kindAgree, unsafe, cons, allowed int
 	mismatchKinds := map[string]int{}
 	var examples []string
+	var fc factCounts
+	factExamples := map[string][]string{}
 	for _, sql := range all {
 		if seen[sql] {
 			continue
@@ -31,6 +33,18 @@ func TestDifferential(t *testing.T) {
 			continue
 		}
 		parsed++
+		facts, _ := TruthFacts(sql, user)
+		st := c.Analyze(sql)
+		for what, diff := range map[string]string{} {
+			_ = what
+			_ = diff
+		}
+		tables, funcs, effects := fc.compare(st, facts)
+		for _, d := range [][2]string{{"tables", tables}, {"funcs", funcs}, {"effects", effects}} {
+			if d[1] != "" && len(factExamples[d[0]]) < 30 {
+				factExamples[d[0]] = append(factExamples[d[0]], fmt.Sprintf("%s: %q", d[1], sql))
+			}
+		}
 		got := c.Classify(sql)
 		if got2 := c.Classify(sql); got2 != got {
 			t.Errorf("cached result differs: %q: %v then %v", sql, got, got2)
@@ -74,6 +88,14 @@ func TestDifferential(t *testing.T) {
 	}
 	for _, e := range examples {
 		t.Logf("  e.g. %s", e)
+	}
+	for _, l := range fc.report() {
+		t.Log(l)
+	}
+	for _, k := range []string{"tables", "funcs", "effects"} {
+		for _, e := range factExamples[k] {
+			t.Logf("  %s differ: %s", k, e)
+		}
 	}
 	if parsed < 2000 {
 		t.Errorf("only %d corpus statements parse; want at least 2000", parsed)

@@ -152,3 +152,37 @@ func truncate(s string) string {
 	}
 	return s[:n]
 }
+
+// The session-effect policy for built-in functions, by exact (folded) name
+// in any schema; set_config is decided by its third argument (truth.go).
+var (
+	sessionDependentFuncs = toSet([]string{
+		"currval", "lastval", "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
+		"dblink_disconnect", "dblink_open", "dblink_fetch", "dblink_close", "dblink_send_query",
+		"dblink_get_result", "dblink_is_busy", "dblink_cancel_query", "dblink_error_message",
+		"dblink_get_connections", "dblink_get_notify",
+	})
+	sessionStateFuncs = toSet([]string{
+		"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+		"setseed", "dblink_connect", "dblink_connect_u",
+		"pg_replication_origin_session_setup", "pg_replication_origin_session_reset",
+	})
+	txScopedFuncs = toSet([]string{
+		"pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
+		"pg_try_advisory_xact_lock_shared", "pg_export_snapshot",
+		"pg_replication_origin_xact_setup", "pg_replication_origin_xact_reset",
+	})
+)
+
+// funcEffect is the effect of a call of the built-in function name.
+func funcEffect(name string) classify.Effect {
+	switch {
+	case sessionDependentFuncs[name]:
+		return classify.EffectSessionDependent
+	case sessionStateFuncs[name]:
+		return classify.EffectSessionState
+	case txScopedFuncs[name]:
+		return classify.EffectTxScoped
+	}
+	return 0
+}
