@@ -35,10 +35,6 @@ func TestDifferential(t *testing.T) {
 		parsed++
 		facts, _ := TruthFacts(sql, user)
 		st := c.Analyze(sql)
-		for what, diff := range map[string]string{} {
-			_ = what
-			_ = diff
-		}
 		tables, funcs, effects := fc.compare(st, facts)
 		for _, d := range [][2]string{{"tables", tables}, {"funcs", funcs}, {"effects", effects}} {
 			if d[1] != "" && len(factExamples[d[0]]) < 30 {

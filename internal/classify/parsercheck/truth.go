@@ -271,15 +271,15 @@ func TruthFacts(sql string, user *UserFuncs) (*Facts, error) {
 
 // factWalker walks parse trees for Facts.
 type factWalker struct {
-	user  *UserFuncs
-	f     *Facts
-	rels  []factRel
-	funcs []classify.Func
-	ctes  []string    // CTE names in scope, innermost last
-	sels  []int       // the parent SELECT of each SELECT (FROM subqueries), or -1
-	items []factItem  // FROM items, for FOR UPDATE OF
-	order   int // a counter giving mentions without a location their place
-	stmtLoc int // where the statement being walked starts
+	user             *UserFuncs
+	f                *Facts
+	rels             []factRel
+	funcs            []classify.Func
+	ctes             []string   // CTE names in scope, innermost last
+	sels             []int      // the parent SELECT of each SELECT (FROM subqueries), or -1
+	items            []factItem // FROM items, for FOR UPDATE OF
+	order            int        // a counter giving mentions without a location their place
+	stmtLoc          int        // where the statement being walked starts
 	temp, commitDrop bool
 }
 
