@@ -32,6 +32,7 @@ type analysis struct {
 	ddl         bool  // walking DDL outside expressions: keywords before '(' are syntax
 	groupBy     bool  // walking a GROUP BY list: ROLLUP (...) and CUBE (...) are no calls
 	operatorEnd int32 // the end of the last OPERATOR(...): a call may follow it
+	work        int   // name comparisons made, bounded by maxWork
 
 	// Scratch for statement.
 	tables []Table
@@ -56,12 +57,30 @@ type funcRef struct {
 	dropped      bool   // not a call after all (a typed literal)
 }
 
+// maxWork bounds the name comparisons (CTE scope, FOR UPDATE OF) one text
+// may cost: past it, names are no longer resolved and the analysis is
+// partial. Real statements come nowhere near it; it keeps crafted ones
+// from costing quadratic time.
+const maxWork = 1 << 20
+
+// spend accounts for n name comparisons, and reports false (making the
+// analysis partial) once the budget is spent.
+func (a *analysis) spend(n int) bool {
+	a.work += n
+	if a.work > maxWork {
+		a.partial = true
+		return false
+	}
+	return true
+}
+
 // selInfo is one SELECT (or TABLE) of the text.
 type selInfo struct {
 	// parent is the SELECT in whose FROM list this one is a subquery, or
 	// -1: a locking clause of the parent locks this one's tables too.
 	parent   int32
 	firstRel int32 // the first relRef that may belong to it
+	locked   bool  // a locking clause without OF has locked all of it
 }
 
 // fromItem is a FROM item that a FOR UPDATE OF list may name.

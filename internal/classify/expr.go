@@ -365,6 +365,9 @@ func (s *scanner) callBefore() call {
 	if !isName(name) {
 		return call{}
 	}
+	if isKw(name, kwOperator) && s.p2.kind != tDot {
+		return call{kind: callOperator} // a OPERATOR(s.+) b
+	}
 	c := call{kind: callGeneric, name: name}
 	before, before2 := s.p2, s.p3
 	if s.p2.kind == tDot && isName(s.p3) {
@@ -376,6 +379,8 @@ func (s *scanner) callBefore() call {
 	switch {
 	case before.kind == tOther && src[before.s:before.e] == ":" && before.s > 0 && src[before.s-1] == ':':
 		return call{} // ::type(modifiers)
+	case isKw(before, kwAs):
+		return call{} // AS alias(columns), CAST(x AS type(modifiers))
 	case before.kind == tRParen && before.e == a.operatorEnd:
 		// OPERATOR(s.op) f(x)
 	case operandEnd(src, before):
@@ -407,8 +412,6 @@ func (s *scanner) callBefore() call {
 			return call{} // EXCLUDE USING gist (...)
 		}
 		return c
-	case kwOperator:
-		return call{kind: callOperator}
 	case kwBy, kwZone, kwEscape, kwSets:
 		return call{} // ORDER BY (a), AT TIME ZONE ('UTC'), GROUPING SETS (...)
 	case kwRollup, kwCube:

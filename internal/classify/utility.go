@@ -519,6 +519,7 @@ func (s *scanner) createTable() {
 			}
 		case s.accept(kwAs):
 			if s.at(kwExecute) {
+				a.stmt |= EffectSessionDependent
 				s.partial()
 				s.drain()
 				return

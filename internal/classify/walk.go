@@ -160,7 +160,8 @@ func (s *scanner) skipParens() {
 	}
 }
 
-// skipExpr walks tokens as an expression, consuming at least one.
+// skipExpr walks tokens as an expression, consuming at least one unless
+// the next is ')'.
 func (s *scanner) skipExpr(stops stopSet) {
 	n := s.taken
 	s.expr(stops)
@@ -325,7 +326,7 @@ func (s *scanner) withClause() {
 			break
 		}
 	}
-	if rec {
+	if rec && a.spend((len(a.rels)-firstRel)*(len(a.ctes)-mark)) {
 		// Bodies of a recursive WITH may name CTEs that come later.
 		for i := firstRel; i < len(a.rels); i++ {
 			r := &a.rels[i]
@@ -396,7 +397,8 @@ func (s *scanner) selectPrimary() int32 {
 		sel := s.newSelect()
 		s.accept(kwOnly)
 		if q, ok := s.nameChain(); ok {
-			s.relation(q, true, false, true, sel)
+			r := s.relation(q, true, false, true, sel)
+			s.an.items = append(s.an.items, fromItem{sel: sel, name: q.last(), kind: itemRelation, ref: r})
 		} else {
 			s.partial()
 		}
@@ -409,6 +411,11 @@ func (s *scanner) selectPrimary() int32 {
 		}
 		s.take()
 		sel := s.query()
+		if !s.atKind(tRParen) {
+			// ((SELECT 1) + 1): the parenthesis held an expression.
+			s.expr(inGroup)
+			sel = -1
+		}
 		s.closeParen()
 		s.leave()
 		return sel
@@ -466,16 +473,21 @@ func (s *scanner) simpleSelect() int32 {
 // intoClause walks SELECT's INTO [TEMP | UNLOGGED | ...] [TABLE] name.
 func (s *scanner) intoClause() {
 	s.take() // INTO
+	temp := false
 	if s.accept(kwLocal) || s.accept(kwGlobal) {
-		s.accept(kwTemp)
-	} else if !s.accept(kwTemp) {
+		temp = s.accept(kwTemp)
+	} else if temp = s.accept(kwTemp); !temp {
 		s.accept(kwUnlogged)
 	}
 	s.accept(kwTable)
-	if q, ok := s.nameChain(); ok {
-		s.relation(q, false, true, false, -1)
-	} else {
+	q, ok := s.nameChain()
+	if !ok {
 		s.partial()
+		return
+	}
+	s.relation(q, false, true, false, -1)
+	if temp || q.n >= 2 && isPgTemp(s.lx.src, q.part[q.n-2]) {
+		s.an.temp = true
 	}
 }
 
@@ -531,8 +543,9 @@ func (s *scanner) locking(sel int32) {
 				break
 			}
 		}
-	} else if sel >= 0 {
+	} else if sel >= 0 && !s.an.sels[sel].locked {
 		s.lockAll(sel, 0, int32(len(s.an.rels)))
+		s.an.sels[sel].locked = true
 	}
 	if !s.accept(kwNowait) && s.accept(kwSkip) {
 		s.accept(kwLocked)
@@ -558,7 +571,7 @@ func (s *scanner) lockAll(sel, from, to int32) {
 // of that name, or else the relation q itself.
 func (s *scanner) lockOf(sel int32, q qname) {
 	a := s.an
-	if q.n == 1 && sel >= 0 {
+	if q.n == 1 && sel >= 0 && a.spend(len(a.items)) {
 		for i := len(a.items) - 1; i >= 0; i-- {
 			it := &a.items[i]
 			if it.sel != sel || !identEqual(a.src, it.name, q.part[0]) {
@@ -625,7 +638,7 @@ func (s *scanner) relation(q qname, read, write, cteOK bool, sel int32) int32 {
 	if q.n > 3 {
 		s.partial() // PostgreSQL rejects the name
 	}
-	if r.cteOK {
+	if r.cteOK && a.spend(len(a.ctes)) {
 		for i := len(a.ctes) - 1; i >= 0; i-- {
 			if identEqual(a.src, a.ctes[i], r.name) {
 				r.cte = true
@@ -672,6 +685,11 @@ func (s *scanner) atJoin() bool {
 // join may nest: a JOIN b JOIN c ON x ON y joins a with (b JOIN c ON x).
 func (s *scanner) tableRef(sel int32) {
 	s.fromItem(sel)
+	s.joins(sel)
+}
+
+// joins walks the joins after a FROM item.
+func (s *scanner) joins(sel int32) {
 	quals := 0 // joins waiting for their ON or USING
 	for {
 		switch {
@@ -732,18 +750,24 @@ func (s *scanner) fromItem(sel int32) {
 			return
 		}
 		s.take()
+		from := int32(len(a.rels))
 		if s.startsQuery() {
 			sub := s.query()
-			s.closeParen()
 			if sub >= 0 {
 				a.sels[sub].parent = sel
 			}
-			s.leave()
+			if s.acceptKind(tRParen) { // (query) [alias]
+				s.leave()
+				s.fromAlias(fromItem{sel: sel, kind: itemSubquery, ref: sub})
+				return
+			}
+			// ((query) alias JOIN ...): the query is a parenthesized
+			// join's first item.
 			s.fromAlias(fromItem{sel: sel, kind: itemSubquery, ref: sub})
-			return
+			s.joins(sel)
+		} else {
+			s.tableRef(sel)
 		}
-		from := int32(len(a.rels))
-		s.tableRef(sel)
 		s.closeParen()
 		s.leave()
 		s.fromAlias(fromItem{sel: sel, kind: itemJoin, from: from, to: int32(len(a.rels))})
@@ -906,7 +930,7 @@ func (s *scanner) insert() {
 		// ON CONFLICT [(index elements) [WHERE ...] | ON CONSTRAINT name]
 		// DO {NOTHING | UPDATE SET ... [WHERE ...]}: no relations.
 		s.accept(kwConflict)
-		for !s.ended() && !s.at(kwReturning) {
+		for !s.ended() && !s.at(kwReturning) && !s.atKind(tRParen) {
 			s.skipExpr(0)
 		}
 	}
@@ -992,7 +1016,7 @@ func (s *scanner) merge() {
 	// {UPDATE SET ... | DELETE | INSERT [(columns)] [OVERRIDING ...]
 	// {VALUES (...) | DEFAULT VALUES} | DO NOTHING}: no relations.
 	for s.accept(kwWhen) {
-		for !s.ended() && !s.at(kwThen) {
+		for !s.ended() && !s.at(kwThen) && !s.atKind(tRParen) {
 			s.skipExpr(stopWhen)
 		}
 		s.accept(kwThen)

@@ -120,12 +120,22 @@ func check(t *testing.T, c *classify.Classifier, user *UserFuncs, sql string) {
 		// A user function list can only make the classifier stricter.
 		t.Fatalf("default classifier says %v, classifier with user functions read: %q", got2, sql)
 	}
+	st := c.Analyze(sql) // never panics
+	if st.Kind != got {
+		t.Fatalf("Analyze says %v, Classify %v: %q", st.Kind, got, sql)
+	}
 	want, err := Truth(sql, user)
 	if err != nil {
 		return
 	}
 	if got == classify.Read && want != classify.Read {
 		t.Fatalf("UNSAFE: classifier says read, parser says %v: %q", want, sql)
+	}
+	// Partial false is a promise: the relations are exactly the parser's.
+	facts, _ := TruthFacts(sql, user)
+	var fc factCounts
+	if tables, funcs, _ := fc.compare(st, facts); tables != "" || fc.funcsMissed > 0 && !strings.ContainsRune(sql, 0) {
+		t.Fatalf("Analyze (Partial %v) disagrees with the parser: %s %s: %q", st.Partial, tables, funcs, sql)
 	}
 }
 
