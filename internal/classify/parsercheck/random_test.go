@@ -92,7 +92,7 @@ var (
 	genCols   = []string{"a", "b", "t.a", `"for"`, `"update"`, "update", "share", "key", "for_update", "nextval", "x.nextval", "t.bump_counter", "insert", "lo"}
 	genTables = []string{"t", "u", "s.t", `"T"`, "only t", "update", "app.bump_counter", "t AS x", "u y", `s."U" AS "Y"`,
 		"db.s.t", "only s.u *", "c_a", "d_a", `"c_a"`, "t TABLESAMPLE SYSTEM (1)", "t AS x(a, b)"}
-	genFuncs  = []string{"now", "count", "lower", "coalesce", "nextval", "pg_catalog.nextval", `"nextval"`, `"NEXTVAL"`,
+	genFuncs = []string{"now", "count", "lower", "coalesce", "nextval", "pg_catalog.nextval", `"nextval"`, `"NEXTVAL"`,
 		"setval", "currval", "set_config", "pg_advisory_lock", "pg_try_advisory_xact_lock", "lo_get", "pg_notify",
 		"txid_current", "pg_current_wal_lsn", "bump_counter", "app.bump_counter", "other.bump_counter", "audit_log",
 		"pg_sleep", "current_setting", "dblink_exec", "my_nextval", "PG_CATALOG.SETVAL", "setseed", "loread"}
