@@ -659,6 +659,13 @@ func (s *scanner) relation(q qname, read, write, cteOK bool, sel int32) int32 {
 func (s *scanner) fromList(sel int32) {
 	for {
 		s.tableRef(sel)
+		if t := s.peek(); !s.isEnd(t) && t.kind != tComma && t.kind != tRParen &&
+			(t.kind != tIdent || t.kw.category() < catTypeFunc) {
+			// Something the walker does not know: skip it, and go on with
+			// the list, whose other items are still relations.
+			s.partial()
+			s.skipExpr(stopComma)
+		}
 		if !s.acceptKind(tComma) {
 			return
 		}
