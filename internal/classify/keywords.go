@@ -24,14 +24,35 @@ const (
 // maxKwLen is the length of the longest keyword (current_timestamp).
 const maxKwLen = 17
 
+// keywordTable is an open-addressing hash table of keywordList, indexed by
+// kwHash: a map costs more than lexing the word.
 var (
-	keywordCodes = make(map[string]kw, len(keywordList))
-	keywordCats  [kwCount]kwCat
+	keywordTable [1024]struct {
+		word string
+		code kw
+	}
+	keywordCats [kwCount]kwCat
+)
+
+// kwHash continues the hash h with the byte c.
+func kwHash(h uint32, c byte) uint32 { return (h ^ uint32(c)) * 16777619 }
+
+const (
+	kwHashSeed  = 2166136261
+	kwTableMask = uint32(len(keywordTable) - 1)
 )
 
 func init() {
 	for _, k := range keywordList {
-		keywordCodes[k.word] = k.code
+		h := uint32(kwHashSeed)
+		for i := 0; i < len(k.word); i++ {
+			h = kwHash(h, k.word[i])
+		}
+		i := h & kwTableMask
+		for keywordTable[i].word != "" {
+			i = (i + 1) & kwTableMask
+		}
+		keywordTable[i].word, keywordTable[i].code = k.word, k.code
 		keywordCats[k.code] = k.cat
 	}
 }
@@ -44,6 +65,7 @@ func lookupKw(s string) kw {
 		return kwNone
 	}
 	var buf [maxKwLen]byte
+	h := uint32(kwHashSeed)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 'A' && c <= 'Z' {
@@ -52,8 +74,16 @@ func lookupKw(s string) kw {
 			return kwNone
 		}
 		buf[i] = c
+		h = kwHash(h, c)
 	}
-	return keywordCodes[string(buf[:len(s)])]
+	for i := h & kwTableMask; ; i = (i + 1) & kwTableMask {
+		switch e := &keywordTable[i]; e.word {
+		case "":
+			return kwNone
+		case string(buf[:len(s)]):
+			return e.code
+		}
+	}
 }
 
 // category returns the category of the keyword k (catUnreserved for kwNone).

@@ -104,13 +104,11 @@ type scanner struct {
 	p1, p2, p3, p4, p5 token // the previous five tokens, p1 most recent
 
 	// For Analyze only (an is nil for Classify): the walker's state.
-	an           *analysis
-	la           lookahead // the next token, if peeked
-	replayParens int       // '(' the head code consumed that the walker has not seen
-	replayHead   token     // the statement's first token, which the head code consumed
-	replay       bool      // the walker has not seen replayHead yet
-	p6           token     // the token before p5
-	taken        int       // tokens the walker has consumed
+	an       *analysis
+	la       lookahead // the next token
+	kindFrom int32     // tokens starting before it were read by the head code
+	p6       token     // the token before p5
+	taken    int       // tokens the walker has consumed
 }
 
 // classifyText classifies every statement of src and combines the results.
@@ -232,7 +230,9 @@ func (s *scanner) statement() (k Kind, empty, done bool) {
 	}
 
 	explain, analyze := false, false
+	var first token // where the walker starts: after EXPLAIN and its options
 head:
+	first = t
 	for t.kind == tLParen {
 		s.push(fParen, false)
 		t = s.lx.next()
@@ -261,10 +261,12 @@ head:
 	if t.kind != tEOF && t.kind != tSemi && t.kind != tError {
 		s.p1 = t // the head is consumed
 		if s.an != nil {
-			// The walker consumes the statement; t becomes its end.
-			s.walkStatement(s.depth-1, t)
+			// The walker reads the statement again from its first token
+			// (the kind scanner skips what the head code has read); t
+			// becomes the statement's end.
+			s.walkStatement(first)
 			t = s.peek()
-			s.lx, s.la.ok = s.la.lx, false
+			s.lx = s.la.lx
 		} else {
 			t = s.lx.next()
 		}

@@ -13,41 +13,17 @@ package classify
 // are skipped, and the analysis is partial.
 const maxWalkDepth = 200
 
-// lookahead is a token lexed ahead, with the lexer state after it.
+// lookahead is the next token, with the lexer state after it.
 type lookahead struct {
 	t  token
 	lx lexer
-	ok bool
 }
 
 // peek returns the next token without consuming it.
-func (s *scanner) peek() token {
-	if s.replayParens > 0 {
-		return token{kind: tLParen}
-	}
-	if s.replay {
-		return s.replayHead
-	}
-	if !s.la.ok {
-		s.la.lx = s.lx
-		s.la.t = s.la.lx.next()
-		s.la.ok = true
-	}
-	return s.la.t
-}
+func (s *scanner) peek() token { return s.la.t }
 
 // peek2 returns the token after the next one.
 func (s *scanner) peek2() token {
-	switch {
-	case s.replayParens > 1:
-		return token{kind: tLParen}
-	case s.replayParens == 1 && s.replay:
-		return s.replayHead
-	case s.replayParens == 1 || s.replay:
-		l := s.lx
-		return l.next()
-	}
-	s.peek()
 	l := s.la.lx
 	return l.next()
 }
@@ -58,29 +34,23 @@ func (s *scanner) isEnd(t token) bool {
 }
 
 // ended reports whether the statement's tokens are all consumed.
-func (s *scanner) ended() bool { return s.isEnd(s.peek()) }
+func (s *scanner) ended() bool { return s.isEnd(s.la.t) }
 
-// take consumes the next token, runs the kind scanner on it and returns
-// it. At the end of the statement it consumes nothing.
+// take consumes the next token, runs the kind scanner on it (unless the
+// head code has) and returns it. At the end of the statement it consumes
+// nothing.
 func (s *scanner) take() token {
-	if s.replayParens > 0 {
-		s.replayParens--
-		s.taken++
-		return token{kind: tLParen}
-	}
-	if s.replay {
-		s.replay = false
-		s.taken++
-		return s.replayHead
-	}
-	t := s.peek()
+	t := s.la.t
 	if s.isEnd(t) {
 		return t
 	}
-	s.lx, s.la.ok = s.la.lx, false
-	s.attrCheck(t)
-	s.token(t)
-	s.p6, s.p5, s.p4, s.p3, s.p2, s.p1 = s.p5, s.p4, s.p3, s.p2, s.p1, t
+	s.lx = s.la.lx
+	s.la.t = s.la.lx.next()
+	if t.s >= s.kindFrom {
+		s.attrCheck(t)
+		s.token(t)
+		s.p6, s.p5, s.p4, s.p3, s.p2, s.p1 = s.p5, s.p4, s.p3, s.p2, s.p1, t
+	}
 	s.taken++
 	return t
 }
@@ -189,15 +159,17 @@ func (s *scanner) skipRest() {
 	}
 }
 
-// walkStatement walks one statement. The head code has consumed its first
-// token and lead parentheses before it; the walker sees them again.
-func (s *scanner) walkStatement(lead int, head token) {
-	s.replayParens, s.replayHead, s.replay = lead, head, true
+// walkStatement walks one statement, from its token first (the head code
+// has read up to the statement's first word: the walker reads those
+// tokens again, and the kind scanner does not).
+func (s *scanner) walkStatement(first token) {
+	s.kindFrom = int32(s.lx.pos)
+	s.lx.pos = int(first.s) // first is '(' or a word: it starts at s
+	s.la.lx = s.lx
+	s.la.t = s.la.lx.next()
 	switch {
-	case isQueryHead(head):
+	case isQueryHead(first), first.kind == tLParen:
 		s.preparable()
-	case lead > 0:
-		s.partial()
 	default:
 		s.utility()
 	}
@@ -213,9 +185,6 @@ func isQueryHead(t token) bool {
 // startsQuery reports whether the tokens that follow, after any number of
 // '(' (including one that is peeked), start a query.
 func (s *scanner) startsQuery() bool {
-	if s.replayParens > 0 || s.replay {
-		return isQueryHead(s.replayHead)
-	}
 	l := s.lx
 	for {
 		t := l.next()
