@@ -422,10 +422,10 @@ func TestNames(t *testing.T) {
 		{Table{Name: "1a"}, `"1a"`},
 		{Table{Name: "_a1$"}, `"_a1$"`},
 		{Table{Name: "résumé"}, `"résumé"`},
-		{Table{Name: "select"}, `"select"`},       // reserved
-		{Table{Name: "left"}, `"left"`},           // type or function name
-		{Table{Name: "coalesce"}, `"coalesce"`},   // column name
-		{Table{Name: "update"}, "update"},         // unreserved
+		{Table{Name: "select"}, `"select"`},     // reserved
+		{Table{Name: "left"}, `"left"`},         // type or function name
+		{Table{Name: "coalesce"}, `"coalesce"`}, // column name
+		{Table{Name: "update"}, "update"},       // unreserved
 		{Table{Schema: "pg_catalog", Name: "extract"}, `pg_catalog."extract"`},
 		{Table{}, `""`},
 	} {
