@@ -16,6 +16,15 @@ func TestKeywords(t *testing.T) {
 		}
 		seen[k.code] = true
 	}
+	// PostgreSQL 17 has 78 reserved, 23 type or function name, 63 column
+	// name and 327 unreserved keywords.
+	counts := map[kwCat]int{}
+	for _, k := range keywordList {
+		counts[k.cat]++
+	}
+	if counts[catReserved] != 78 || counts[catTypeFunc] != 23 || counts[catColName] != 63 || counts[catUnreserved] != 327 {
+		t.Errorf("keyword categories: %v", counts)
+	}
 	for k := kwNone + 1; k < kwCount; k++ {
 		if !seen[k] {
 			t.Errorf("keyword code %d has no word", k)

@@ -1,5 +1,6 @@
-// Code generated from PostgreSQL 17's src/include/parser/kwlist.h, with its categories.
-// (TestKeywordCategories in parsercheck checks it against libpg_query.)
+// The keywords of PostgreSQL 17 (src/include/parser/kwlist.h), with their
+// categories in the grammar. TestKeywordCategories in parsercheck checks
+// them against libpg_query's scanner; TestKeywords here checks the counts.
 
 package classify
 
