@@ -92,6 +92,7 @@ var tableCases = []tableCase{
 	{sql: "WITH c AS (SELECT 1) SELECT 1; SELECT * FROM c", reads: tl("c")},
 	{sql: "WITH RECURSIVE a AS (WITH b AS (SELECT * FROM c) SELECT * FROM b), c AS (SELECT 1) SELECT * FROM a"},
 	{sql: "CREATE VIEW v AS WITH t AS (SELECT 1) SELECT * FROM t", writes: tl("v")},
+	{sql: "CREATE RECURSIVE VIEW s.v (n) AS VALUES (1) UNION ALL SELECT n + 1 FROM v, s.v", reads: tl("s.v"), writes: tl("s.v")},
 
 	// Names as PostgreSQL folds them.
 	{sql: `SELECT * FROM "T", S.T, "s"."T x", db.s.t, "a""b"`, reads: []Table{{Name: "T"}, {"s", "t"}, {"s", "T x"}, {Name: `a"b`}}},

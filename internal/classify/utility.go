@@ -388,11 +388,12 @@ func (s *scanner) create() {
 	switch t := s.take(); t.kw {
 	case kwTable:
 		s.createTable()
-	case kwView:
-		s.createView()
-	case kwRecursive, kwMaterialized:
+	case kwView, kwMaterialized:
 		s.accept(kwView)
-		s.createView()
+		s.createView(false)
+	case kwRecursive:
+		s.accept(kwView)
+		s.createView(true)
 	case kwUnique, kwIndex:
 		if t.kw == kwUnique {
 			s.accept(kwIndex)
@@ -594,11 +595,19 @@ func (s *scanner) references() {
 	s.group(groupPlain)
 }
 
-// createView walks the rest of CREATE [MATERIALIZED | RECURSIVE] VIEW.
-func (s *scanner) createView() {
+// createView walks the rest of CREATE [MATERIALIZED | RECURSIVE] VIEW. A
+// recursive view's query names the view as a recursive CTE (PostgreSQL
+// makes it one).
+func (s *scanner) createView(recursive bool) {
 	s.ifNotExists()
-	if !s.writtenName() {
+	q, ok := s.nameChain()
+	if !ok {
+		s.partial()
 		return
+	}
+	s.relation(q, false, true, false, -1)
+	if recursive {
+		s.an.ctes = append(s.an.ctes, q.last())
 	}
 	for !s.ended() && !s.at(kwAs) {
 		if s.atKind(tLParen) {
