@@ -110,8 +110,16 @@ func newAnalysis(src string) *analysis {
 	return a
 }
 
+// maxPooled bounds the lists an analysis keeps for reuse: one huge text
+// should not pin its memory in the pool.
+const maxPooled = 1024
+
 // release returns a to the pool.
 func (a *analysis) release() {
+	if cap(a.rels) > maxPooled || cap(a.funcs) > maxPooled || cap(a.sels) > maxPooled ||
+		cap(a.items) > maxPooled || cap(a.ctes) > maxPooled || len(a.seen) > maxPooled {
+		return
+	}
 	*a = analysis{
 		rels: a.rels[:0], funcs: a.funcs[:0], ctes: a.ctes[:0], sels: a.sels[:0],
 		items: a.items[:0], tables: a.tables[:0], fns: a.fns[:0], seen: a.seen,
@@ -178,9 +186,7 @@ func (a *analysis) statement(kind Kind, statements int) *Statement {
 				st.Partial = true
 				continue
 			}
-			if !a.add(&tabs, start, t) {
-				continue
-			}
+			a.add(&tabs, start, t)
 		}
 		if pass == 0 {
 			nReads = len(tabs)
@@ -225,9 +231,7 @@ func (a *analysis) statement(kind Kind, statements int) *Statement {
 				continue
 			}
 		}
-		if a.addFunc(&fns, fn) {
-			continue
-		}
+		a.addFunc(&fns, fn)
 	}
 	a.fns = fns
 	if len(fns) > 0 {
@@ -240,18 +244,17 @@ func (a *analysis) statement(kind Kind, statements int) *Statement {
 // search rather than a map.
 const smallList = 16
 
-// add appends t to (*tabs)[start:] unless it is there already, and reports
-// whether it did.
-func (a *analysis) add(tabs *[]Table, start int, t Table) bool {
+// add appends t to (*tabs)[start:] unless it is there already.
+func (a *analysis) add(tabs *[]Table, start int, t Table) {
 	l := (*tabs)[start:]
 	if len(l) < smallList {
 		for _, u := range l {
 			if u == t {
-				return false
+				return
 			}
 		}
 		*tabs = append(*tabs, t)
-		return true
+		return
 	}
 	if len(a.seen) == 0 {
 		if a.seen == nil {
@@ -262,26 +265,24 @@ func (a *analysis) add(tabs *[]Table, start int, t Table) bool {
 		}
 	}
 	if _, ok := a.seen[t]; ok {
-		return false
+		return
 	}
 	a.seen[t] = struct{}{}
 	*tabs = append(*tabs, t)
-	return true
 }
 
-// addFunc appends f to *fns unless it is there already, and reports
-// whether it did.
-func (a *analysis) addFunc(fns *[]Func, f Func) bool {
+// addFunc appends f to *fns unless it is there already.
+func (a *analysis) addFunc(fns *[]Func, f Func) {
 	t := Table(f) // the same shape: share the map
 	l := *fns
 	if len(l) < smallList {
 		for _, g := range l {
 			if g == f {
-				return false
+				return
 			}
 		}
 		*fns = append(*fns, f)
-		return true
+		return
 	}
 	if len(a.seen) == 0 {
 		if a.seen == nil {
@@ -292,11 +293,10 @@ func (a *analysis) addFunc(fns *[]Func, f Func) bool {
 		}
 	}
 	if _, ok := a.seen[t]; ok {
-		return false
+		return
 	}
 	a.seen[t] = struct{}{}
 	*fns = append(*fns, f)
-	return true
 }
 
 // size is the memory st holds beyond its strings' shared text, for the

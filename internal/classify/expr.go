@@ -258,7 +258,11 @@ func (s *scanner) group(mode groupMode) {
 			i = s.fixedCall("treat") // named once the type is read
 		}
 		s.expr(inGroup | stopAs)
-		if s.accept(kwAs) {
+		if !s.accept(kwAs) {
+			if i >= 0 {
+				a.funcs[i].dropped = true
+			}
+		} else {
 			name, fixed := s.typeName()
 			switch {
 			case c.kind == callCast:
