@@ -98,6 +98,8 @@ var tableCases = []tableCase{
 	{sql: `SELECT * FROM "T", S.T, "s"."T x", db.s.t, "a""b"`, reads: []Table{{Name: "T"}, {"s", "t"}, {"s", "T x"}, {Name: `a"b`}}},
 	{sql: `SELECT * FROM U&"\0074", U&"d!0061t" UESCAPE '!', résumé, "Résumé"`, reads: tl("t", "dat", "résumé", "Résumé")},
 	{sql: "SELECT * FROM " + strings.Repeat("x", 70), reads: tl(strings.Repeat("x", 63))},
+	{sql: "SELECT * FROM " + strings.Repeat("x", 62) + "é", reads: tl(strings.Repeat("x", 62))},
+	{sql: "SELECT * FROM " + strings.Repeat("x", 63) + "\x85", reads: tl(strings.Repeat("x", 63))}, // as pg_mbcliplen counts
 	{sql: `SELECT * FROM U&"\D800"`, partial: true},
 
 	// Writes.

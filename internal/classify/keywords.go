@@ -96,16 +96,9 @@ func (k kw) category() kwCat {
 
 // lowerASCII copies s into buf with ASCII letters folded to lower case, as
 // PostgreSQL folds unquoted identifiers in UTF-8 databases, and clips it to
-// at most 63 bytes (NAMEDATALEN-1) without splitting a UTF-8 character, as
-// PostgreSQL truncates identifiers.
+// at most 63 bytes (NAMEDATALEN-1) as PostgreSQL truncates identifiers.
 func lowerASCII(buf *[maxIdentLen]byte, s string, fold bool) []byte {
-	if len(s) > maxIdentLen {
-		n := maxIdentLen
-		for n > 0 && s[n]&0xC0 == 0x80 { // s[n] continues a UTF-8 character
-			n--
-		}
-		s = s[:n]
-	}
+	s = s[:clipIdent(s)]
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if fold && c >= 'A' && c <= 'Z' {
@@ -118,3 +111,29 @@ func lowerASCII(buf *[maxIdentLen]byte, s string, fold bool) []byte {
 
 // maxIdentLen is NAMEDATALEN-1: PostgreSQL truncates longer identifiers.
 const maxIdentLen = 63
+
+// clipIdent returns the length PostgreSQL truncates the identifier s to:
+// the characters that fit in 63 bytes, each as long as its UTF-8 lead byte
+// says (pg_mbcliplen; a byte that leads nothing counts alone).
+func clipIdent(s string) int {
+	if len(s) <= maxIdentLen {
+		return len(s)
+	}
+	n := 0
+	for n < len(s) {
+		l := 1
+		switch c := s[n]; {
+		case c&0xE0 == 0xC0:
+			l = 2
+		case c&0xF0 == 0xE0:
+			l = 3
+		case c&0xF8 == 0xF0:
+			l = 4
+		}
+		if n+l > maxIdentLen {
+			break
+		}
+		n += l
+	}
+	return n
+}

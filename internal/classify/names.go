@@ -8,7 +8,7 @@ import (
 
 // identValue returns the identifier t of src as PostgreSQL folds it:
 // unquoted ASCII letters lower-cased, quoted ones exact with doubled quotes
-// undone, U&"..." escapes decoded, all truncated to 63 bytes. It returns a
+// undone, U&"..." escapes decoded, all truncated to 63 bytes (clipIdent). It returns a
 // substring of src when it can. ok is false for a U&"..." identifier whose
 // escapes do not decode.
 func identValue(src string, t token) (v string, ok bool) {
@@ -43,17 +43,8 @@ func hasUpperASCII(s string) bool {
 	return false
 }
 
-// truncateIdent clips s to 63 bytes without splitting a UTF-8 character.
-func truncateIdent(s string) string {
-	if len(s) <= maxIdentLen {
-		return s
-	}
-	n := maxIdentLen
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
-}
+// truncateIdent clips s as PostgreSQL truncates identifiers.
+func truncateIdent(s string) string { return s[:clipIdent(s)] }
 
 // uescape returns the escape character of the U&"..." identifier t: the
 // one its UESCAPE clause names, or a backslash.

@@ -190,14 +190,23 @@ func (u *UserFuncs) match(schema, name string) bool {
 	return false
 }
 
-// truncate clips a name to NAMEDATALEN-1 bytes as PostgreSQL does.
+// truncate clips a name to NAMEDATALEN-1 bytes as PostgreSQL does
+// (pg_mbcliplen: whole characters, as long as their UTF-8 lead bytes say).
 func truncate(s string) string {
-	if len(s) <= 63 {
-		return s
-	}
-	n := 63
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
+	n := 0
+	for n < len(s) {
+		l := 1
+		if c := s[n]; c >= 0xF0 && c < 0xF8 {
+			l = 4
+		} else if c >= 0xE0 && c < 0xF0 {
+			l = 3
+		} else if c >= 0xC0 && c < 0xE0 {
+			l = 2
+		}
+		if n+l > 63 {
+			break
+		}
+		n += l
 	}
 	return s[:n]
 }
