@@ -58,6 +58,8 @@ var tableCases = []tableCase{
 	{sql: "SELECT extract(year FROM a), substring(b FROM 1 FOR 2) FROM t", reads: tl("t")},
 	{sql: "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a), collation for (b) FROM t", reads: tl("t")},
 	{sql: "SELECT 1 AS from, 2 where_ FROM t", reads: tl("t")},
+	{sql: "SELECT (0).from a, t.case, t.end, x.where FROM t", reads: tl("t")},
+	{sql: "SELECT (0).FROM a"},
 	{sql: "SELECT a::timestamp with time zone FROM t", reads: tl("t")},
 	{sql: "SELECT * FROM t; SELECT * FROM u", reads: tl("t", "u")},
 	{sql: "SELECT * FROM t, t, u, t", reads: tl("t", "u")},

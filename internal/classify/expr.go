@@ -31,6 +31,9 @@ func (s *scanner) stopsAt(t token, stops stopSet, cases int) bool {
 	case tComma:
 		return stops&stopComma != 0
 	case tIdent:
+		if s.p1.kind == tDot {
+			return false // x.from: a field's name, any word
+		}
 	default:
 		return false
 	}
@@ -101,6 +104,9 @@ func (s *scanner) expr(stops stopSet) (seen uint16) {
 				}
 			}
 		case tIdent:
+			if s.p1.kind == tDot {
+				break // x.case: a field's name
+			}
 			switch t.kw {
 			case kwCase:
 				cases++

@@ -93,6 +93,16 @@ func TestDifferential(t *testing.T) {
 			t.Logf("  %s differ: %s", k, e)
 		}
 	}
+	// Partial false promises the parser's relations; calls may be
+	// over-reported (policy.go) but never missed; effects are exact.
+	if fc.tablesAgree != fc.complete || fc.lockAgree != fc.complete {
+		t.Errorf("%d of %d complete statements disagree with the parser on relations or locking",
+			fc.complete-fc.tablesAgree, fc.complete)
+	}
+	if fc.funcsMissed > 0 || fc.effectsAgree != fc.compared {
+		t.Errorf("%d statements miss a call, %d have other effects than the parser's",
+			fc.funcsMissed, fc.compared-fc.effectsAgree)
+	}
 	if parsed < 2000 {
 		t.Errorf("only %d corpus statements parse; want at least 2000", parsed)
 	}
