@@ -30,7 +30,7 @@ type analysis struct {
 	statements  int   // statements walked
 	depth       int   // nesting of the walker's recursion
 	ddl         bool  // walking DDL outside expressions: keywords before '(' are syntax
-	groupBy     bool  // walking a GROUP BY list: ROLLUP (...) and CUBE (...) are no calls
+	groupBy     bool  // walking GROUP BY's list (or a GROUPING SETS one): ROLLUP (...) and CUBE (...) items are no calls
 	operatorEnd int32 // the end of the last OPERATOR(...): a call may follow it
 	work        int   // name comparisons made, bounded by maxWork
 

@@ -64,8 +64,8 @@ func (s *scanner) stopsAt(t token, stops stopSet, cases int) bool {
 		u := s.peek2() // timestamp WITH TIME ZONE; FETCH ... WITH TIES
 		return !isKw(u, kwTime) && !isKw(u, kwTies)
 	case kwInto, kwWhere, kwHaving, kwWindow, kwOrder, kwLimit, kwOffset, kwFetch,
-		kwUnion, kwIntersect, kwExcept, kwOn, kwReturning, kwDo:
-		return true
+		kwUnion, kwIntersect, kwExcept, kwOn, kwReturning:
+		return true // none of them can be a bare column label
 	}
 	return false
 }
@@ -219,10 +219,15 @@ func (s *scanner) group(mode groupMode) {
 	if mode == groupAuto {
 		c = s.callBefore()
 	}
+	sets := isKw(s.p1, kwSets) // GROUPING SETS (...) lists grouping items
 	s.take() // (
+	if t := s.peek(); c.kind != callNone && (isQueryHead(t) && !isKw(t, kwValues) || isKw(t, kwValues) && s.at2(tLParen)) {
+		c = call{} // no call has a bare query for arguments: f (SELECT ...) is no call
+	}
 	groupBy, ddl := a.groupBy, a.ddl
+	a.groupBy = groupBy && sets
 	if c.kind != callNone {
-		a.groupBy, a.ddl = false, false
+		a.ddl = false
 	}
 	i := -1
 	switch c.kind {
@@ -422,11 +427,12 @@ func (s *scanner) callBefore() call {
 			return call{} // EXCLUDE USING gist (...)
 		}
 		return c
-	case kwBy, kwZone, kwEscape, kwSets:
-		return call{} // ORDER BY (a), AT TIME ZONE ('UTC'), GROUPING SETS (...)
+	case kwBy, kwZone, kwEscape, kwSets, kwDocument, kwContent:
+		return call{} // ORDER BY (a), AT TIME ZONE ('UTC'), GROUPING SETS (...), XMLPARSE(DOCUMENT (x))
 	case kwRollup, kwCube:
-		if a.groupBy {
-			return call{}
+		if a.groupBy && (isKw(before, kwBy) || isKw(before, kwAll) || isKw(before, kwDistinct) ||
+			before.kind == tComma || before.kind == tLParen) {
+			return call{} // a grouping item, not within an expression
 		}
 	case kwFirst, kwNext:
 		if isKw(before, kwFetch) {
