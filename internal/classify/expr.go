@@ -220,7 +220,7 @@ func (s *scanner) group(mode groupMode) {
 		c = s.callBefore()
 	}
 	sets := isKw(s.p1, kwSets) // GROUPING SETS (...) lists grouping items
-	s.take() // (
+	s.take()                   // (
 	if t := s.peek(); c.kind != callNone && (isQueryHead(t) && !isKw(t, kwValues) || isKw(t, kwValues) && s.at2(tLParen)) {
 		c = call{} // no call has a bare query for arguments: f (SELECT ...) is no call
 	}
