@@ -219,8 +219,9 @@ func (s *scanner) group(mode groupMode) {
 	if mode == groupAuto {
 		c = s.callBefore()
 	}
-	sets := isKw(s.p1, kwSets) // GROUPING SETS (...) lists grouping items
-	s.take()                   // (
+	// GROUPING SETS (...) lists grouping items.
+	sets := isKw(s.p1, kwSets)
+	s.take() // (
 	if t := s.peek(); c.kind != callNone && (isQueryHead(t) && !isKw(t, kwValues) || isKw(t, kwValues) && s.at2(tLParen)) {
 		c = call{} // no call has a bare query for arguments: f (SELECT ...) is no call
 	}
