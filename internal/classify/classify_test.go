@@ -348,6 +348,8 @@ var cases = []tcase{
 	{"garbage", U},
 	{"SELECT 1\x00; DELETE FROM t", U},
 	{"SELECT 1; SELECT 'x", U},
+	{"$$$$;END", S}, // a statement that starts with a string
+	{`"x" ; SELECT 1`, U},
 }
 
 func TestClassify(t *testing.T) {

@@ -260,14 +260,18 @@ head:
 	}
 	if t.kind != tEOF && t.kind != tSemi && t.kind != tError {
 		s.p1 = t // the head is consumed
-		if s.an != nil {
-			// The walker reads the statement again from its first token
-			// (the kind scanner skips what the head code has read); t
-			// becomes the statement's end.
+		if s.an != nil && (first.kind == tIdent || first.kind == tLParen) {
+			// The walker reads the statement again from its first token,
+			// which starts at first.s (the kind scanner skips what the
+			// head code has read); t becomes the statement's end.
 			s.walkStatement(first)
 			t = s.peek()
 			s.lx = s.la.lx
 		} else {
+			if s.an != nil {
+				s.an.partial = true // no statement starts so
+				s.an.endStatement()
+			}
 			t = s.lx.next()
 		}
 	}

@@ -164,7 +164,7 @@ func (s *scanner) skipRest() {
 // tokens again, and the kind scanner does not).
 func (s *scanner) walkStatement(first token) {
 	s.kindFrom = int32(s.lx.pos)
-	s.lx.pos = int(first.s) // first is '(' or a word: it starts at s
+	s.lx.pos = int(first.s) // first is '(' or a word: it starts at s, unlike a quoted token
 	s.la.lx = s.lx
 	s.la.t = s.la.lx.next()
 	switch {
