@@ -533,6 +533,9 @@ func TestAnalyzeCachedAllocs(t *testing.T) {
 // TestAnalyzeColdAllocs bounds what a cold analysis allocates: the
 // Statement and its three lists, and names that need folding.
 func TestAnalyzeColdAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector drops pooled analyses")
+	}
 	Analyze(benchCTE) // fill the pool
 	for _, q := range []string{benchShort, benchCTE} {
 		if allocs := testing.AllocsPerRun(100, func() { Analyze(q) }); allocs > 3 {
