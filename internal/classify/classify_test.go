@@ -222,7 +222,19 @@ var cases = []tcase{
 	{"UPDATE t SET a=1 RETURNING *", W},
 	{"DELETE FROM t", W},
 	{"MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE", W},
-	{"COPY (SELECT 1) TO STDOUT", W},
+	{"COPY (SELECT 1) TO STDOUT", R}, // runs on a standby
+	{"COPY t TO STDOUT", R},
+	{"COPY BINARY s.t (a, b) TO STDOUT WITH (FORMAT binary)", R},
+	{"COPY ((SELECT 1) UNION (SELECT 2)) TO STDIN", R}, // STDIN means STDOUT here
+	{"COPY (SELECT nextval('s')) TO STDOUT", W},
+	{"COPY (SELECT * FROM t FOR UPDATE) TO STDOUT", W},
+	{"COPY (SELECT 1 INTO x) TO STDOUT", W},
+	{"COPY (DELETE FROM t RETURNING *) TO STDOUT", W},
+	{"COPY (WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d) TO STDOUT", W},
+	{"COPY (garbage) TO STDOUT", U},
+	{"COPY t TO '/tmp/x'", W},
+	{"COPY t TO PROGRAM 'cat'", W},
+	{"COPY (SELECT 1) TO '/tmp/x'", W},
 	{"COPY t FROM STDIN", W},
 	{"CREATE TABLE x AS SELECT 1", W},
 	{"CREATE TABLE x (a int)", W},
@@ -336,6 +348,8 @@ var cases = []tcase{
 	{"garbage", U},
 	{"SELECT 1\x00; DELETE FROM t", U},
 	{"SELECT 1; SELECT 'x", U},
+	{"$$$$;END", S}, // a statement that starts with a string
+	{`"x" ; SELECT 1`, U},
 }
 
 func TestClassify(t *testing.T) {

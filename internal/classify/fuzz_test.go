@@ -1,6 +1,9 @@
 package classify
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // FuzzClassify checks properties that need no parser: the classifier never
 // panics, the cache agrees with the uncached classifier, and edits that
@@ -25,6 +28,21 @@ func FuzzClassify(f *testing.F) {
 		k := Classify(s)
 		if k > Session {
 			t.Fatalf("Classify(%q) = %d: no such kind", s, k)
+		}
+		// Analyze never panics, and agrees with Classify.
+		st := Analyze(s)
+		if st.Kind != k {
+			t.Fatalf("Analyze(%q).Kind = %v, Classify %v", s, st.Kind, k)
+		}
+		if k == Unknown && !st.Partial {
+			t.Fatalf("Analyze(%q) is Unknown but not Partial", s)
+		}
+		if cs := c.Analyze(s); cs.Kind != c.Classify(s) || c.Analyze(s) != cs && len(s) <= maxCachedLen {
+			t.Fatalf("cached Analyze(%q) is not stable", s)
+		}
+		if pst := Analyze("/* c */ " + s + "\n;"); pst.Statements != st.Statements || pst.Partial != st.Partial ||
+			!slices.Equal(pst.Reads, st.Reads) || !slices.Equal(pst.Writes, st.Writes) {
+			t.Fatalf("Analyze(%q) = %+v, but with a comment and a ';' %+v", s, st, pst)
 		}
 		// The cache returns what the uncached classifier does (a user
 		// function list can only make a read something else).

@@ -39,8 +39,8 @@ const (
 // token is one lexical token of the SQL text.
 type token struct {
 	kind  tokKind
-	kw    kw    // keyword code for tIdent (kwNone if not a keyword we care about)
 	flags uint8 // fPlain, fUncertain
+	kw    kw    // keyword code for tIdent (kwNone if not a keyword)
 	s, e  int32 // byte range of the token text (for quoted tokens: the body)
 }
 

@@ -99,15 +99,24 @@ type scanner struct {
 	cases      int  // CASE ... END nesting inside a BEGIN ATOMIC body
 	lexErr     bool // the text does not lex: the server rejects all of it
 	anyBroken  bool // some statement did not have the shape we expect
+	copyQuery  bool // the statement is COPY (query) TO STDOUT
 
 	p1, p2, p3, p4, p5 token // the previous five tokens, p1 most recent
+
+	// For Analyze only (an is nil for Classify): the walker's state.
+	an       *analysis
+	la       lookahead // the next token
+	kindFrom int32     // tokens starting before it were read by the head code
+	p6       token     // the token before p5
+	taken    int       // tokens the walker has consumed
 }
 
 // classifyText classifies every statement of src and combines the results.
 // It returns whether an ordinary string contained a backslash and whether
 // the text failed to lex or had a statement of a shape it does not know.
-func classifyText(src string, fn *funcTable, scsOff bool) (k Kind, backslash, bad bool) {
-	s := scanner{lx: lexer{src: src, scsOff: scsOff}, fn: fn}
+// With an analysis, it also walks each statement into it.
+func classifyText(src string, fn *funcTable, scsOff bool, an *analysis) (k Kind, backslash, bad bool) {
+	s := scanner{lx: lexer{src: src, scsOff: scsOff}, fn: fn, an: an}
 	k = Read
 	any := false
 	for {
@@ -115,6 +124,9 @@ func classifyText(src string, fn *funcTable, scsOff bool) (k Kind, backslash, ba
 		if !empty {
 			any = true
 			k = worse(k, sk)
+			if an != nil {
+				an.statements++
+			}
 		}
 		if done {
 			break
@@ -136,17 +148,38 @@ func classify(src string, fn *funcTable) Kind {
 		// than 1 GB).
 		return Unknown
 	}
-	k, backslash, _ := classifyText(src, fn, false)
+	k, backslash, _ := classifyText(src, fn, false, nil)
 	if k == Read && backslash {
 		// 'a\' means something else if standard_conforming_strings is off.
 		// Such a server must not see a write either. (If the other reading
 		// does not lex, or is not made of statements we recognize, such a
 		// server rejects the text: that is no reason to leave the replica.)
-		if k2, _, bad := classifyText(src, fn, true); !bad && (k2 == Write || k2 == Session) {
+		if k2, _, bad := classifyText(src, fn, true, nil); !bad && (k2 == Write || k2 == Session) {
 			return k2
 		}
 	}
 	return k
+}
+
+// analyze is the uncached Analyze: classify, walking every statement.
+func analyze(src string, fn *funcTable) *Statement {
+	if strings.IndexByte(src, 0) >= 0 || len(src) > maxLen {
+		return &Statement{Kind: Unknown, Partial: true}
+	}
+	an := newAnalysis(src)
+	defer an.release()
+	k, backslash, _ := classifyText(src, fn, false, an)
+	if k == Read && backslash {
+		// As classify does; what the other reading finds is added, and the
+		// analysis is partial: the text means two things.
+		an2 := newAnalysis(src)
+		defer an2.release()
+		if k2, _, bad := classifyText(src, fn, true, an2); !bad && (k2 == Write || k2 == Session) {
+			k = k2
+			an.merge(an2)
+		}
+	}
+	return an.statement(k, an.statements)
 }
 
 func (s *scanner) push(kind frameKind, first bool) {
@@ -185,7 +218,7 @@ func (s *scanner) statement() (k Kind, empty, done bool) {
 	s.depth, s.deep = 0, s.deep[:0]
 	s.push(fTop, false)
 	s.kind = Read
-	s.readHead, s.createHead, s.broken, s.atomic = false, false, false, false
+	s.readHead, s.createHead, s.broken, s.atomic, s.copyQuery = false, false, false, false, false
 	s.p1, s.p2, s.p3, s.p4, s.p5 = token{}, token{}, token{}, token{}, token{}
 
 	t := s.lx.next()
@@ -197,7 +230,9 @@ func (s *scanner) statement() (k Kind, empty, done bool) {
 	}
 
 	explain, analyze := false, false
+	var first token // where the walker starts: after EXPLAIN and its options
 head:
+	first = t
 	for t.kind == tLParen {
 		s.push(fParen, false)
 		t = s.lx.next()
@@ -225,7 +260,20 @@ head:
 	}
 	if t.kind != tEOF && t.kind != tSemi && t.kind != tError {
 		s.p1 = t // the head is consumed
-		t = s.lx.next()
+		if s.an != nil && (first.kind == tIdent || first.kind == tLParen) {
+			// The walker reads the statement again from its first token,
+			// which starts at first.s (the kind scanner skips what the
+			// head code has read); t becomes the statement's end.
+			s.walkStatement(first)
+			t = s.peek()
+			s.lx = s.la.lx
+		} else {
+			if s.an != nil {
+				s.an.partial = true // no statement starts so
+				s.an.endStatement()
+			}
+			t = s.lx.next()
+		}
 	}
 
 	for {
@@ -277,10 +325,13 @@ func (s *scanner) headKind(t token) Kind {
 			u = la.next()
 		}
 		if isKw(u, kwTemp) {
+			s.markTemp()
 			return Session
 		}
 		return Write
-	case kwInsert, kwUpdate, kwDelete, kwMerge, kwCopy, kwAlter, kwDrop, kwTruncate,
+	case kwCopy:
+		return s.copyKind()
+	case kwInsert, kwUpdate, kwDelete, kwMerge, kwAlter, kwDrop, kwTruncate,
 		kwGrant, kwRevoke, kwVacuum, kwAnalyze, kwCall, kwDo, kwLock, kwRefresh,
 		kwCluster, kwReindex, kwComment, kwSecurity, kwImport, kwNotify, kwCheckpoint,
 		kwReassign:
@@ -426,7 +477,9 @@ func (s *scanner) token(t token) {
 	switch t.kind {
 	case tLParen:
 		kind := fParen
-		if (isKw(s.p1, kwSubstring) || isKw(s.p1, kwOverlay)) && s.p2.kind != tDot {
+		if s.copyQuery && s.depth == 1 && isKw(s.p1, kwCopy) {
+			kind = fBody // COPY (query): a statement
+		} else if (isKw(s.p1, kwSubstring) || isKw(s.p1, kwOverlay)) && s.p2.kind != tDot {
 			kind = fSubstr
 		} else if isKw(s.p1, kwTreat) && s.p2.kind != tDot {
 			kind = fTreat
@@ -483,6 +536,9 @@ func (s *scanner) token(t token) {
 			// but SUBSTRING(x FOR update) names a column "update".
 			if isKw(s.p1, kwFor) && f.kind != fSubstr {
 				s.mark(Write)
+				if s.an != nil {
+					s.an.kindLock = true
+				}
 			}
 		case kwInto:
 			if s.readHead {
@@ -492,8 +548,76 @@ func (s *scanner) token(t token) {
 	case tDot:
 		if s.createHead && isPgTemp(s.lx.src, s.p1) {
 			s.mark(Session) // CREATE ... pg_temp.x: a temporary object
+			s.markTemp()
 		}
 	}
+}
+
+// markTemp notes, for Analyze, that the statement creates a temporary
+// object.
+func (s *scanner) markTemp() {
+	if s.an != nil {
+		s.an.temp = true
+	}
+}
+
+// copyKind is the kind of COPY: Read for COPY table [(columns)] TO STDOUT
+// and COPY (query) TO STDOUT, which run on a standby (the query's own kind
+// still counts: its frame is a statement body); Write for every other COPY.
+func (s *scanner) copyKind() Kind {
+	la := s.lx
+	u := la.next()
+	if u.kind == tLParen {
+		for depth := 1; depth > 0; {
+			switch u = la.next(); u.kind {
+			case tLParen:
+				depth++
+			case tRParen:
+				depth--
+			case tEOF, tError, tSemi:
+				return Write
+			}
+		}
+		s.copyQuery = true
+	} else {
+		if isKw(u, kwBinary) {
+			u = la.next()
+		}
+		for {
+			if !isName(u) {
+				return Write
+			}
+			if u = la.next(); u.kind != tDot {
+				break
+			}
+			u = la.next()
+		}
+		if u.kind == tLParen {
+			for depth := 1; depth > 0; {
+				switch u = la.next(); u.kind {
+				case tLParen:
+					depth++
+				case tRParen:
+					depth--
+				case tEOF, tError, tSemi:
+					return Write
+				}
+			}
+		}
+	}
+	if u.kind == tRParen {
+		u = la.next()
+	}
+	if !isKw(u, kwTo) {
+		s.copyQuery = false
+		return Write
+	}
+	if u = la.next(); !isKw(u, kwStdout) && !isKw(u, kwStdin) {
+		s.copyQuery = false
+		return Write
+	}
+	s.readHead = s.copyQuery // SELECT ... INTO inside is a write
+	return Read
 }
 
 // isPgTemp reports whether t names the pg_temp schema.
@@ -521,6 +645,7 @@ func (s *scanner) into() {
 	}
 	if isKw(u, kwTemp) {
 		s.mark(Session)
+		s.markTemp()
 		return
 	}
 	if isKw(u, kwUnlogged) {
@@ -531,6 +656,7 @@ func (s *scanner) into() {
 	}
 	if isPgTemp(s.lx.src, u) && la.next().kind == tDot {
 		s.mark(Session)
+		s.markTemp()
 		return
 	}
 	s.mark(Write)

@@ -649,7 +649,7 @@ func corpus() []string {
 	add := func(s string) { out = append(out, s) }
 	f := func(format, arg string) string { return strings.Replace(format, "%s", arg, -1) }
 
-	base := append(append([]string{}, reads...), writes...)
+	base := append(append(append([]string{}, reads...), writes...), tableCorpus()...)
 	for _, s := range base {
 		add(s)
 	}

@@ -21,6 +21,8 @@ func TestDifferential(t *testing.T) {
 	var parsed, agree, kindAgree, unsafe, cons, allowed int
 	mismatchKinds := map[string]int{}
 	var examples []string
+	var fc factCounts
+	factExamples := map[string][]string{}
 	for _, sql := range all {
 		if seen[sql] {
 			continue
@@ -31,6 +33,14 @@ func TestDifferential(t *testing.T) {
 			continue
 		}
 		parsed++
+		facts, _ := TruthFacts(sql, user)
+		st := c.Analyze(sql)
+		tables, funcs, effects := fc.compare(st, facts)
+		for _, d := range [][2]string{{"tables", tables}, {"funcs", funcs}, {"effects", effects}} {
+			if d[1] != "" && len(factExamples[d[0]]) < 30 {
+				factExamples[d[0]] = append(factExamples[d[0]], fmt.Sprintf("%s: %q", d[1], sql))
+			}
+		}
 		got := c.Classify(sql)
 		if got2 := c.Classify(sql); got2 != got {
 			t.Errorf("cached result differs: %q: %v then %v", sql, got, got2)
@@ -75,6 +85,24 @@ func TestDifferential(t *testing.T) {
 	for _, e := range examples {
 		t.Logf("  e.g. %s", e)
 	}
+	for _, l := range fc.report() {
+		t.Log(l)
+	}
+	for _, k := range []string{"tables", "funcs", "effects"} {
+		for _, e := range factExamples[k] {
+			t.Logf("  %s differ: %s", k, e)
+		}
+	}
+	// Partial false promises the parser's relations; calls may be
+	// over-reported (policy.go) but never missed; effects are exact.
+	if fc.tablesAgree != fc.complete || fc.lockAgree != fc.complete {
+		t.Errorf("%d of %d complete statements disagree with the parser on relations or locking",
+			fc.complete-fc.tablesAgree, fc.complete)
+	}
+	if fc.funcsMissed > 0 || fc.effectsAgree != fc.compared {
+		t.Errorf("%d statements miss a call, %d have other effects than the parser's",
+			fc.funcsMissed, fc.compared-fc.effectsAgree)
+	}
 	if parsed < 2000 {
 		t.Errorf("only %d corpus statements parse; want at least 2000", parsed)
 	}
@@ -102,12 +130,22 @@ func check(t *testing.T, c *classify.Classifier, user *UserFuncs, sql string) {
 		// A user function list can only make the classifier stricter.
 		t.Fatalf("default classifier says %v, classifier with user functions read: %q", got2, sql)
 	}
+	st := c.Analyze(sql) // never panics
+	if st.Kind != got {
+		t.Fatalf("Analyze says %v, Classify %v: %q", st.Kind, got, sql)
+	}
 	want, err := Truth(sql, user)
 	if err != nil {
 		return
 	}
 	if got == classify.Read && want != classify.Read {
 		t.Fatalf("UNSAFE: classifier says read, parser says %v: %q", want, sql)
+	}
+	// Partial false is a promise: the relations are exactly the parser's.
+	facts, _ := TruthFacts(sql, user)
+	var fc factCounts
+	if tables, funcs, _ := fc.compare(st, facts); tables != "" || fc.funcsMissed > 0 && !strings.ContainsRune(sql, 0) {
+		t.Fatalf("Analyze (Partial %v) disagrees with the parser: %s %s: %q", st.Partial, tables, funcs, sql)
 	}
 }
 

@@ -8,6 +8,55 @@ import (
 
 // The function policy, written out independently of the classifier's
 // tables (TestFuncPolicy checks that the two agree).
+//
+// The analysis policy: what TruthFacts derives from the parse tree, which
+// classify.Analyze must match whenever it says Partial is false. Where
+// PostgreSQL's parse tree leaves a choice, both sides choose alike:
+//
+//   - Relations are the RangeVar nodes (and the name lists of DROP and
+//     COMMENT ON), less those that name a CTE in scope: a FROM item or
+//     TABLE, unqualified, named like a CTE of an enclosing WITH (in a
+//     RECURSIVE WITH, any CTE of the list; otherwise an earlier one). DML
+//     targets, COPY, INTO and DDL names are never CTEs.
+//   - Reads are the FROM items (and COPY t TO, CREATE TABLE's LIKE);
+//     writes the DML targets, INTO, COPY t FROM, TRUNCATE, LOCK, and the
+//     names of the DDL that Analyze follows. CREATE INDEX writes its
+//     table (the index's name is no RangeVar); REFERENCES, INHERITS,
+//     PARTITION OF, ATTACH and DETACH PARTITION and [NO] INHERIT write the
+//     other table (its triggers or its partitions change); CREATE TYPE t
+//     AS (...) names a type, not a relation.
+//   - A locking clause without OF writes every relation in its SELECT's
+//     FROM list and in the subqueries of that list (not in other
+//     subqueries, nor in CTEs, nor in set operations, which PostgreSQL
+//     rejects); FOR UPDATE OF x writes the FROM item of that SELECT named
+//     x (a relation; a subquery's or a join's relations), and a name no
+//     FROM item has (PostgreSQL rejects it) is written as a relation.
+//   - Opaque statements, which may touch relations the text does not name,
+//     must be Partial: EXECUTE, FETCH, MOVE, DO, CREATE TABLE AS EXECUTE,
+//     DROP, TRUNCATE or ALTER ... CASCADE, VACUUM, ANALYZE and CLUSTER
+//     without a table, REINDEX of a schema, database or system, GRANT ON
+//     ALL TABLES or SEQUENCES IN SCHEMA, DROP EXTENSION, DROP OWNED,
+//     CREATE SCHEMA with elements, renames and moves of objects other than
+//     relations, roles and databases, and every statement type the walker
+//     below does not list (CREATE FUNCTION, CREATE RULE, REASSIGN OWNED,
+//     ...). Statements without relations (SET, transaction control,
+//     LISTEN, CREATE ROLE, CREATE TYPE, ...) are not opaque.
+//   - Funcs are the FuncCall nodes (so SQL syntax the grammar turns into a
+//     call, such as EXTRACT or AT TIME ZONE, is pg_catalog.extract or
+//     pg_catalog.timezone on both sides), and for the user's functions the
+//     last field of a ColumnRef or A_Indirection (attribute notation).
+//     CREATE TRIGGER's function and the functions DDL names (DROP FUNCTION
+//     f(int)) are not calls.
+//   - Effects: see funcEffect below for calls, and truth.go for statements.
+//     A CREATE statement with a pg_temp name anywhere creates a temporary
+//     object, as the kind rule has it.
+//
+// The classifier deliberately reports more than the parser in one place:
+// in statements it marks Partial, it may report a call for a name before
+// "(" that the grammar reads otherwise (in DDL it does not follow), since
+// over-reporting a call is harmless and missing one is not. On the
+// corpus and the random grammar it agrees with the parser exactly
+// (TestDifferential and TestRandomGrammar print the figures).
 
 // sessionFuncs are built-in functions whose calls make a statement Session.
 var sessionFuncs = []string{
@@ -141,14 +190,57 @@ func (u *UserFuncs) match(schema, name string) bool {
 	return false
 }
 
-// truncate clips a name to NAMEDATALEN-1 bytes as PostgreSQL does.
+// truncate clips a name to NAMEDATALEN-1 bytes as PostgreSQL does
+// (pg_mbcliplen: whole characters, as long as their UTF-8 lead bytes say).
 func truncate(s string) string {
-	if len(s) <= 63 {
-		return s
-	}
-	n := 63
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
+	n := 0
+	for n < len(s) {
+		l := 1
+		if c := s[n]; c >= 0xF0 && c < 0xF8 {
+			l = 4
+		} else if c >= 0xE0 && c < 0xF0 {
+			l = 3
+		} else if c >= 0xC0 && c < 0xE0 {
+			l = 2
+		}
+		if n+l > 63 {
+			break
+		}
+		n += l
 	}
 	return s[:n]
+}
+
+// The session-effect policy for built-in functions, by exact (folded) name
+// in any schema; set_config is decided by its third argument (truth.go).
+var (
+	sessionDependentFuncs = toSet([]string{
+		"currval", "lastval", "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
+		"dblink_disconnect", "dblink_open", "dblink_fetch", "dblink_close", "dblink_send_query",
+		"dblink_get_result", "dblink_is_busy", "dblink_cancel_query", "dblink_error_message",
+		"dblink_get_connections", "dblink_get_notify",
+	})
+	sessionStateFuncs = toSet([]string{
+		"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+		"setseed", "dblink_connect", "dblink_connect_u",
+		"pg_replication_origin_session_setup", "pg_replication_origin_session_reset",
+	})
+	txScopedFuncs = toSet([]string{
+		"pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
+		"pg_try_advisory_xact_lock_shared", "pg_export_snapshot",
+		"pg_replication_origin_xact_setup", "pg_replication_origin_xact_reset",
+	})
+)
+
+// funcEffect is the effect of a call of the built-in function name.
+func funcEffect(name string) classify.Effect {
+	switch {
+	case sessionDependentFuncs[name]:
+		return classify.EffectSessionDependent
+	case sessionStateFuncs[name]:
+		return classify.EffectSessionState
+	case txScopedFuncs[name]:
+		return classify.EffectTxScoped
+	}
+	return 0
 }

@@ -90,8 +90,9 @@ func (g *gen) raw(s string) { g.sep(); g.b.WriteString(s) }
 
 var (
 	genCols   = []string{"a", "b", "t.a", `"for"`, `"update"`, "update", "share", "key", "for_update", "nextval", "x.nextval", "t.bump_counter", "insert", "lo"}
-	genTables = []string{"t", "u", "s.t", `"T"`, "only t", "update", "app.bump_counter"}
-	genFuncs  = []string{"now", "count", "lower", "coalesce", "nextval", "pg_catalog.nextval", `"nextval"`, `"NEXTVAL"`,
+	genTables = []string{"t", "u", "s.t", `"T"`, "only t", "update", "app.bump_counter", "t AS x", "u y", `s."U" AS "Y"`,
+		"db.s.t", "only s.u *", "c_a", "d_a", `"c_a"`, "t TABLESAMPLE SYSTEM (1)", "t AS x(a, b)"}
+	genFuncs = []string{"now", "count", "lower", "coalesce", "nextval", "pg_catalog.nextval", `"nextval"`, `"NEXTVAL"`,
 		"setval", "currval", "set_config", "pg_advisory_lock", "pg_try_advisory_xact_lock", "lo_get", "pg_notify",
 		"txid_current", "pg_current_wal_lsn", "bump_counter", "app.bump_counter", "other.bump_counter", "audit_log",
 		"pg_sleep", "current_setting", "dblink_exec", "my_nextval", "PG_CATALOG.SETVAL", "setseed", "loread"}
@@ -194,20 +195,40 @@ func (g *gen) from(d int) {
 		g.query(d + 1)
 		g.raw(") s")
 	case x < 6:
-		g.raw(g.pick(genFuncs))
-		g.raw("(1) AS f")
+		switch g.n(4) {
+		case 0:
+			g.kw("ROWS FROM (generate_series(1, 2), unnest(ARRAY[1]))")
+		case 1:
+			g.kw("(VALUES (1), (2)) AS v(a)")
+		default:
+			g.raw(g.pick(genFuncs))
+			g.raw("(1) AS f")
+		}
 	case x < 7:
 		g.from(d + 1)
-		g.kw(g.pick([]string{"JOIN", "LEFT JOIN", "CROSS JOIN LATERAL"}))
+		kind := g.pick([]string{"JOIN", "LEFT JOIN", "CROSS JOIN LATERAL", "NATURAL JOIN", "CROSS JOIN", "FULL OUTER JOIN", "INNER JOIN"})
+		g.kw(kind)
 		if g.p(50) {
 			g.raw("(")
 			g.query(d + 1)
 			g.raw(") j")
+		} else if g.p(20) {
+			g.raw("(")
+			g.from(d + 1)
+			g.kw("JOIN")
+			g.raw(g.pick(genTables))
+			g.kw("ON true)")
 		} else {
 			g.raw(g.pick(genTables))
 		}
-		g.kw("ON")
-		g.expr(d + 1)
+		if kind != "NATURAL JOIN" && kind != "CROSS JOIN" {
+			if g.p(20) {
+				g.kw("USING (a)")
+			} else {
+				g.kw("ON")
+				g.expr(d + 1)
+			}
+		}
 	default:
 		g.kw("LATERAL")
 		g.raw("(")
@@ -228,7 +249,11 @@ func (g *gen) with(d int, top bool) {
 		if i > 0 {
 			g.raw(",")
 		}
-		g.raw(g.pick([]string{"c", "d", `"c"`, "insert", "nextval"}) + "_" + string(rune('a'+i)))
+		if g.p(20) {
+			g.raw(g.pick([]string{"t", "u", `"T"`})) // shadows a table
+		} else {
+			g.raw(g.pick([]string{"c", "d", `"c"`, "insert", "nextval"}) + "_" + string(rune('a'+i)))
+		}
 		if g.p(30) {
 			g.raw("(a)")
 		}
@@ -258,16 +283,42 @@ func (g *gen) dml(d int) {
 	}
 	switch g.n(4) {
 	case 0:
-		g.kw("INSERT INTO t SELECT")
-		g.expr(d + 1)
+		g.kw("INSERT INTO")
+		g.raw(g.pick([]string{"t", "s.t", `"T"`, "c_a"}))
+		if g.p(50) {
+			g.kw("SELECT")
+			g.expr(d + 1)
+			if g.p(50) {
+				g.kw("FROM")
+				g.from(d + 1)
+			}
+		} else {
+			g.query(d + 1)
+		}
 	case 1:
-		g.kw("UPDATE t SET a =")
+		g.kw("UPDATE")
+		g.raw(g.pick([]string{"t", "s.t AS x", "only t", "c_a"}))
+		g.kw("SET a =")
 		g.expr(d + 1)
+		if g.p(50) {
+			g.kw("FROM")
+			g.from(d + 1)
+		}
 	case 2:
-		g.kw("DELETE FROM t WHERE")
+		g.kw("DELETE FROM")
+		g.raw(g.pick([]string{"t", "s.t x", "c_a"}))
+		if g.p(50) {
+			g.kw("USING")
+			g.from(d + 1)
+		}
+		g.kw("WHERE")
 		g.expr(d + 1)
 	default:
-		g.kw("MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE")
+		g.kw("MERGE INTO")
+		g.raw(g.pick([]string{"t", "s.t AS x"}))
+		g.kw("USING")
+		g.from(d + 1)
+		g.kw("ON t.a = u.a WHEN MATCHED THEN DELETE")
 	}
 	g.kw("RETURNING *")
 }
@@ -326,7 +377,7 @@ func (g *gen) query(d int) {
 	if g.p(12) {
 		g.kw(g.pick(genLocks))
 		if g.p(30) {
-			g.kw("OF t")
+			g.kw(g.pick([]string{"OF t", "OF x", "OF s", "OF t, u", "OF j"}))
 		}
 		if g.p(30) {
 			g.kw(g.pick([]string{"NOWAIT", "SKIP LOCKED"}))
@@ -335,6 +386,30 @@ func (g *gen) query(d int) {
 }
 
 func (g *gen) statement() {
+	switch g.n(40) {
+	case 2:
+		g.kw(g.pick([]string{"COPY", "COPY ("}))
+		if g.b.String()[g.b.Len()-1] == '(' {
+			g.query(1)
+			g.raw(")")
+			g.kw("TO STDOUT")
+		} else {
+			g.raw(g.pick([]string{"t", "s.t", `"T"`}))
+			g.kw(g.pick([]string{"FROM STDIN", "TO STDOUT", "TO '/tmp/x'"}))
+		}
+		return
+	case 3:
+		g.kw(g.pick([]string{"TRUNCATE", "LOCK TABLE", "DROP TABLE", "VACUUM", "GRANT SELECT ON"}))
+		g.raw(g.pick([]string{"t", "s.t", `"T", u`, "only t"}))
+		if strings.HasPrefix(strings.TrimSpace(strings.ToUpper(g.b.String())), "GRANT") {
+			g.kw("TO bob")
+		}
+		return
+	case 4:
+		g.kw(g.pick([]string{"CREATE TABLE x AS", "CREATE VIEW v AS", "EXPLAIN", "PREPARE p AS", "DECLARE c CURSOR FOR"}))
+		g.query(0)
+		return
+	}
 	switch g.n(20) {
 	case 0:
 		g.kw(g.pick([]string{"EXPLAIN", "EXPLAIN ANALYZE", "EXPLAIN (ANALYZE false)", "EXPLAIN (ANALYZE, BUFFERS)", "EXPLAIN VERBOSE"}))
@@ -359,6 +434,8 @@ func TestRandomGrammar(t *testing.T) {
 	c := classify.New(testUserFuncs, 0)
 	g := &gen{r: rand.New(rand.NewPCG(*randomSeed, 7))}
 	var parsed, reads, disagree, scsOff int
+	var fc factCounts
+	shown := 0
 	for i := 0; i < *randomN; i++ {
 		g.b.Reset()
 		g.statement()
@@ -370,6 +447,15 @@ func TestRandomGrammar(t *testing.T) {
 		parsed++
 		if want == classify.Read {
 			reads++
+		}
+		if facts, err := TruthFacts(sql, user); err == nil {
+			st := c.Analyze(sql)
+			if tables, funcs, effects := fc.compare(st, facts); tables != "" || effects != "" || strings.Contains(funcs, "miss") {
+				shown++
+				if shown <= 20 {
+					t.Errorf("analysis differs: %s %s %s: %q", tables, funcs, effects, sql)
+				}
+			}
 		}
 		got := c.Classify(sql)
 		if got == classify.Read && want != classify.Read {
@@ -391,6 +477,9 @@ func TestRandomGrammar(t *testing.T) {
 	}
 	t.Logf("random grammar: %d generated, %d parsed, %d reads, %d read/non-read disagreements, %d reads that are not with standard_conforming_strings off",
 		*randomN, parsed, reads, disagree, scsOff)
+	for _, l := range fc.report() {
+		t.Log(l)
+	}
 	if scsOff > reads/1000 {
 		t.Errorf("%d of %d reads are not reads with standard_conforming_strings off: too many", scsOff, reads)
 	}
