@@ -6,6 +6,8 @@
 //
 //	switchyard lab up [--replicas N] [--lag DURATION] [--port P] [--dir DIR]
 //	switchyard demo
+//	switchyard compare [flags]
+//	switchyard proxy --primary URL [--replica URL ...] [flags]
 //	switchyard help [COMMAND]
 package main
 
@@ -26,6 +28,7 @@ Usage:
   switchyard lab up [flags]   start a local primary with streaming replicas
   switchyard demo             run a mixed workload through switchyard on a throwaway lab
   switchyard compare [flags]  one workload through a naive, a sticky and switchyard's router
+  switchyard proxy [flags]    serve the PostgreSQL protocol: any language's clients get switchyard's routing
   switchyard help [command]   show help for a command
 
 Run "switchyard lab --help" or "switchyard demo --help" for their flags.
@@ -82,6 +85,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return demoCommand(ctx, rest, stdout, stderr)
 	case "compare":
 		return compareCommand(ctx, rest, stdout, stderr)
+	case "proxy":
+		return proxyCommand(ctx, rest, stdout, stderr)
 	default:
 		return usageErrorf("unknown command %q (try \"switchyard help\")", cmd)
 	}

@@ -1,0 +1,289 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/switchyard-db/switchyard/internal/classify"
+	"github.com/switchyard-db/switchyard/internal/engine"
+)
+
+// answerLocally answers the round trips the proxy serves itself: SHOW and
+// SET of switchyard.token, a BEGIN it holds back until the transaction's
+// first statement (which picks the server), and the COMMIT or ROLLBACK of
+// such a transaction that did nothing.
+func (s *session) answerLocally(ctx context.Context, r *round) (bool, error) {
+	if done := s.answerToken(ctx, r); done {
+		return true, nil
+	}
+	if len(r.runs) != 1 || r.runs[0].Statements != 1 {
+		return false, nil
+	}
+	st := r.runs[0]
+	sql := r.sqlOfRun()
+	if s.bound != nil || st.Kind == classify.Unknown {
+		return false, nil
+	}
+	switch {
+	case s.deferred == "" && st.Effects == classify.EffectBegin:
+		s.deferred = sql
+		s.answerAll(r, "BEGIN", 'T', nil)
+		return true, nil
+	case s.deferred != "" && st.Effects&classify.EffectChain == 0 && st.Effects&(classify.EffectCommit|classify.EffectRollback) != 0:
+		tag := "COMMIT"
+		if st.Effects&classify.EffectRollback != 0 {
+			tag = "ROLLBACK"
+		}
+		s.deferred = ""
+		s.answerAll(r, tag, 'I', nil)
+		return true, nil
+	}
+	return false, nil
+}
+
+// answerToken answers a round trip about switchyard.token: SHOW gives the
+// session's position, SET restores one (from this proxy or another on the
+// same servers). Such statements never reach a server; they must come
+// alone in their round trip.
+func (s *session) answerToken(ctx context.Context, r *round) bool {
+	texts := r.texts(s)
+	tokens := 0
+	for _, t := range texts {
+		if tokenShow.MatchString(t) || tokenSet.MatchString(t) {
+			tokens++
+		}
+	}
+	switch {
+	case tokens == 0:
+		return false
+	case tokens < len(texts):
+		s.answerAll(r, "", s.status(), &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "0A000",
+			Message: "switchyard proxy: SHOW and SET of switchyard.token must come alone in their round trip"})
+		return true
+	}
+	show := tokenShow.MatchString(texts[0])
+	desc := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
+		Name: []byte("switchyard.token"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1,
+	}}}
+	if len(r.runs) == 0 { // a Parse or Describe only
+		if !show {
+			desc = nil
+		}
+		s.answer(r, "", s.status(), nil, desc, "")
+		return true
+	}
+	if show {
+		tok, err := s.srv.engine.Token(ctx, &s.opts, s.lend)
+		if err != nil {
+			s.answerAll(r, "", s.status(), errorFor(err))
+			return true
+		}
+		s.answer(r, "SHOW", s.status(), nil, desc, tok)
+		return true
+	}
+	m := tokenSet.FindStringSubmatch(r.runSQL[0])
+	sess, err := engine.RestoreSession(strings.ReplaceAll(m[1], "''", "'"))
+	if err != nil {
+		s.answerAll(r, "", s.status(), &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "22023",
+			Message: "invalid value for parameter \"switchyard.token\": " + err.Error(),
+			Hint:    "Use a token that SHOW switchyard.token gave, through this proxy or another on the same servers."})
+		return true
+	}
+	s.sess, s.opts.Session = sess, sess
+	s.answerAll(r, "SET", s.status(), nil)
+	return true
+}
+
+// texts are the SQL texts r parses, describes or runs.
+func (r *round) texts(s *session) []string {
+	var texts []string
+	for _, m := range r.msgs {
+		switch m := m.(type) {
+		case *pgproto3.Query:
+			texts = append(texts, m.String)
+		case *pgproto3.Parse:
+			texts = append(texts, m.Query)
+		case *pgproto3.Bind:
+			if st := s.statement(m.PreparedStatement); st != nil {
+				texts = append(texts, st.sql)
+			}
+		case *pgproto3.Describe:
+			if st := s.statement(m.Name); m.ObjectType == 'S' && st != nil {
+				texts = append(texts, st.sql)
+			}
+		}
+	}
+	return texts
+}
+
+// The proxy's own setting, answered by the proxy and never sent to a
+// server.
+var (
+	tokenShow = regexp.MustCompile(`(?is)^\s*show\s+"?switchyard"?\s*\.\s*"?token"?\s*;?\s*$`)
+	tokenSet  = regexp.MustCompile(`(?is)^\s*set\s+(?:session\s+)?"?switchyard"?\s*\.\s*"?token"?\s*(?:=|\s+to\s+)\s*'((?:[^']|'')*)'\s*;?\s*$`)
+)
+
+// sqlOfRun is the text of the round trip's only statement.
+func (r *round) sqlOfRun() string { return r.runSQL[0] }
+
+// status is the client's transaction status as the proxy answers it.
+func (s *session) status() byte {
+	switch {
+	case s.bound != nil:
+		return s.bound.conn.TxStatus()
+	case s.deferred != "":
+		return 'T'
+	}
+	return 'I'
+}
+
+// answerAll answers every message of r itself: as if each statement it
+// executes completed with tag, or, with fail, failed with it (the rest
+// skipped to the Sync); ReadyForQuery says status.
+func (s *session) answerAll(r *round, tag string, status byte, fail *pgproto3.ErrorResponse) {
+	s.answer(r, tag, status, fail, nil, "")
+}
+
+func (s *session) answer(r *round, tag string, status byte, fail *pgproto3.ErrorResponse, desc *pgproto3.RowDescription, value string) {
+	describe := func() {
+		if desc != nil {
+			s.send(desc)
+		} else {
+			s.send(&pgproto3.NoData{})
+		}
+	}
+	execute := func() bool {
+		if fail != nil {
+			s.send(fail)
+			return false
+		}
+		if desc != nil {
+			s.send(&pgproto3.DataRow{Values: [][]byte{[]byte(value)}})
+		}
+		s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+		return true
+	}
+	if r.query != nil {
+		if desc != nil && fail == nil {
+			s.send(desc)
+		}
+		execute()
+		s.send(&pgproto3.ReadyForQuery{TxStatus: status})
+		s.lastState = status
+		return
+	}
+	skipping := false
+	for _, m := range r.msgs {
+		if _, ok := m.(*pgproto3.Sync); ok {
+			s.send(&pgproto3.ReadyForQuery{TxStatus: status})
+			s.lastState = status
+			skipping = false
+			continue
+		}
+		if skipping {
+			continue
+		}
+		switch m := m.(type) {
+		case *pgproto3.Parse:
+			s.define(m.Name, m.Query, m.ParameterOIDs)
+			s.send(&pgproto3.ParseComplete{})
+		case *pgproto3.Bind:
+			s.send(&pgproto3.BindComplete{})
+		case *pgproto3.Describe:
+			if m.ObjectType == 'S' {
+				s.send(&pgproto3.ParameterDescription{})
+			}
+			describe()
+		case *pgproto3.Execute:
+			skipping = !execute()
+		case *pgproto3.Close:
+			if m.ObjectType == 'S' {
+				delete(s.stmts, m.Name)
+			}
+			s.send(&pgproto3.CloseComplete{})
+		}
+	}
+}
+
+// commit commits the client's read-write transaction with the engine's
+// COMMIT protocol: the transaction's id travels with COMMIT, so that a
+// connection lost during COMMIT is resolved by asking the primary, and the
+// position after the commit is captured in the same round trip.
+func (s *session) commit(ctx context.Context, r *round) error {
+	b := s.bound
+	var p engine.Plan
+	s.srv.engine.PlanPinned(&p, &s.opts, b.node, false)
+	p.After = engine.AfterCapture
+	p.Begin()
+	s.busy.Store(b)
+	tag, err := s.srv.engine.Commit(ctx, &p, b.conn, s.lend)
+	s.busy.Store(nil)
+	p.Finish(err)
+	var pgErr *pgconn.PgError
+	broken := err != nil && (errors.Is(err, engine.ErrCommitUnknown) || notCommitted(err) || !errors.As(err, &pgErr))
+	if !s.pinned || broken {
+		s.bound, s.pinned, s.portals, s.txWrites = nil, false, nil, false
+		s.plan.Finish(err)
+		if broken {
+			b.destroy()
+		} else {
+			b.release()
+		}
+	}
+	switch {
+	case err == nil:
+		s.answerAll(r, tag.String(), 'I', nil)
+	case !broken:
+		// COMMIT failed on the server (a deferred constraint, a
+		// serialization failure): the transaction is rolled back.
+		s.answerAll(r, "", 'I', errorResponse(pgErr))
+	default:
+		s.answerAll(r, "", 'I', errorFor(err))
+	}
+	return nil
+}
+
+func notCommitted(err error) bool {
+	var nc *engine.NotCommittedError
+	return errors.As(err, &nc)
+}
+
+// errorFor turns an error of the proxy's or the engine's into what the
+// client is told, with the SQLSTATE a client can act on.
+func errorFor(err error) *pgproto3.ErrorResponse {
+	e := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006", Message: "switchyard proxy: " + err.Error()}
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, engine.ErrCommitUnknown):
+		e.Code = "08007" // transaction_resolution_unknown
+		e.Message = "switchyard proxy: the outcome of COMMIT is unknown: " + err.Error()
+	case notCommitted(err):
+		e.Code = "08006" // connection_failure; it provably did not commit
+		e.Message = "switchyard proxy: the connection failed during COMMIT, and the transaction did not commit: " + err.Error()
+	case errors.Is(err, engine.ErrNoPrimary):
+		e.Code = "57P03"
+	case errors.As(err, &pgErr):
+		return errorResponse(pgErr)
+	}
+	return e
+}
+
+// errorResponse passes a server's error on with its SQLSTATE and fields
+// unchanged.
+func errorResponse(e *pgconn.PgError) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{
+		Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized, Code: e.Code, Message: e.Message,
+		Detail: e.Detail, Hint: e.Hint, Position: e.Position, InternalPosition: e.InternalPosition,
+		InternalQuery: e.InternalQuery, Where: e.Where, SchemaName: e.SchemaName, TableName: e.TableName,
+		ColumnName: e.ColumnName, DataTypeName: e.DataTypeName, ConstraintName: e.ConstraintName,
+		File: e.File, Line: e.Line, Routine: e.Routine,
+	}
+}
+
+// errorFromResponse is a server's ErrorResponse as an error.
+func errorFromResponse(m *pgproto3.ErrorResponse) error { return pgconn.ErrorResponseToPgError(m) }

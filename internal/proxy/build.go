@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/switchyard-db/switchyard/internal/classify"
+	"github.com/switchyard-db/switchyard/internal/engine"
+	"github.com/switchyard-db/switchyard/internal/lsn"
+)
+
+// The proxy's own statements (engine.CheckSQL, engine.SettleSQL,
+// engine.CaptureSQL), prepared under these names on every server
+// connection that needs them, and run in implicit transactions of their
+// own (after a Sync), so that the client's isolation level never shares
+// their snapshot.
+const (
+	checkName   = "sy_check"
+	settleName  = "sy_settle"
+	captureName = "sy_capture"
+)
+
+// build sends round r to backend b (buffered in its frontend; the caller
+// flushes) as plan p says, with a deferred BEGIN ahead of it if begin is
+// not empty, and returns the items the relay walks.
+func (s *session) build(b *backend, r *round, p *engine.Plan, begin string) []item {
+	fe := b.fe()
+	items := s.items[:0]
+	s.checkPassed, s.captured, s.capturedFirst = false, 0, false
+	if begin != "" {
+		fe.Send(&pgproto3.Query{String: begin})
+		delete(b.state.prepared, "") // a simple query destroys the unnamed statement
+		items = append(items, item{kind: replyQuery, mode: swallow})
+		if p.After == engine.AfterCapture && !r.setsTransaction() {
+			// A read-only transaction of a session that wrote, on the
+			// primary: its first statement takes the position, and its
+			// snapshot then covers the session's writes.
+			items = s.inject(b, items, captureName, engine.CaptureSQL, nil, s.takeCapture)
+			p.After = engine.AfterNone
+			s.capturedFirst = true
+		}
+	}
+	switch p.Before {
+	case engine.BeforeCheck:
+		items = s.inject(b, items, checkName, engine.CheckSQL, [][]byte{[]byte(p.Check.String())}, func(v [][]byte) {
+			s.checkPassed = len(v) == 1 && string(v[0]) == "t"
+		})
+	case engine.BeforeSettle:
+		items = s.inject(b, items, settleName, engine.SettleSQL, nil, nil)
+	}
+	for _, m := range r.msgs {
+		switch m := m.(type) {
+		case *pgproto3.Query:
+			fe.Send(m)
+			delete(b.state.prepared, "")
+			items = append(items, item{kind: replyQuery})
+		case *pgproto3.Parse:
+			st := s.define(m.Name, m.Query, m.ParameterOIDs)
+			if !st.unnamed && b.has(st) {
+				items = append(items, item{kind: replyParse, mode: synthesize})
+				continue
+			}
+			items = s.prepare(b, items, st, forward)
+		case *pgproto3.Bind:
+			if st := s.statement(m.PreparedStatement); st != nil {
+				items = s.ensure(b, items, st)
+				bind := *m
+				bind.PreparedStatement = serverStatement(st)
+				fe.SendBind(&bind)
+				if s.portals == nil {
+					s.portals = map[string]*statement{}
+				}
+				s.portals[m.DestinationPortal] = st
+			} else {
+				fe.SendBind(m) // the server answers that it does not exist
+			}
+			items = append(items, item{kind: replyBind})
+		case *pgproto3.Describe:
+			if m.ObjectType == 'P' {
+				fe.SendDescribe(m)
+				items = append(items, item{kind: replyDescribeP})
+				continue
+			}
+			d := *m
+			if st := s.statement(m.Name); st != nil {
+				items = s.ensure(b, items, st)
+				d.Name = serverStatement(st)
+			}
+			fe.SendDescribe(&d)
+			items = append(items, item{kind: replyDescribeS})
+		case *pgproto3.Execute:
+			fe.SendExecute(m)
+			items = append(items, item{kind: replyExecute})
+		case *pgproto3.Close:
+			if m.ObjectType == 'S' {
+				// The client's statement goes; the server's stays prepared
+				// for whoever uses the same text next.
+				if m.Name == "" {
+					s.unnamed = nil
+				} else {
+					delete(s.stmts, m.Name)
+				}
+				items = append(items, item{kind: replyClose, mode: synthesize})
+				continue
+			}
+			fe.SendClose(m)
+			items = append(items, item{kind: replyClose})
+		case *pgproto3.Sync:
+			fe.SendSync(m)
+			items = append(items, item{kind: replySync})
+		case *pgproto3.Flush:
+			fe.Send(m)
+		}
+	}
+	if p.After == engine.AfterCapture {
+		if !endsRound(r) || r.begins || r.copyIn || begin != "" {
+			// No Sync to run it after; or the client's transaction is open
+			// after it, where it would take the transaction's snapshot
+			// (and forbid a SET TRANSACTION that follows); or the server
+			// will be in COPY FROM STDIN, taking nothing but COPY data.
+			p.After = engine.AfterNone
+		} else {
+			items[len(items)-1].hold = true
+			items = s.inject(b, items, captureName, engine.CaptureSQL, nil, s.takeCapture)
+		}
+	}
+	s.items = items
+	return items
+}
+
+// takeCapture reads a capture's row.
+func (s *session) takeCapture(v [][]byte) {
+	if len(v) == 1 && v[0] != nil {
+		s.captured, _ = lsn.Parse(string(v[0]))
+	}
+}
+
+// setsTransaction reports whether r runs SET TRANSACTION, which must come
+// before any other statement of its transaction.
+func (r *round) setsTransaction() bool {
+	for _, st := range r.runs {
+		if st.Effects&classify.EffectSetTransaction != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// inject runs one of the proxy's statements in an implicit transaction of
+// its own, its replies swallowed and its first row handed to row.
+func (s *session) inject(b *backend, items []item, name, sql string, params [][]byte, row func([][]byte)) []item {
+	fe := b.fe()
+	if st := (&statement{sql: sql, key: sql, name: name}); !b.has(st) {
+		items = s.prepare(b, items, st, swallow)
+	}
+	fe.SendBind(&pgproto3.Bind{PreparedStatement: name, Parameters: params})
+	fe.SendExecute(&pgproto3.Execute{})
+	fe.SendSync(&pgproto3.Sync{})
+	return append(items,
+		item{kind: replyBind, mode: swallow},
+		item{kind: replyExecute, mode: swallow, row: row},
+		item{kind: replySync, mode: swallow})
+}
+
+// serverStatement is the name of client statement st on servers: "" (the
+// unnamed statement) for the client's unnamed one.
+func serverStatement(st *statement) string {
+	if st.unnamed {
+		return ""
+	}
+	return st.name
+}
+
+// has reports whether b has statement st prepared.
+func (b *backend) has(st *statement) bool {
+	k, ok := b.state.prepared[serverStatement(st)]
+	return ok && k == st.key
+}
+
+// ensure prepares client statement st on b, its replies swallowed, if b
+// does not have it: the client prepared it on another server connection.
+func (s *session) ensure(b *backend, items []item, st *statement) []item {
+	if b.has(st) {
+		return items
+	}
+	return s.prepare(b, items, st, swallow)
+}
+
+// prepare sends a Parse of st to b under its server name (or as the
+// unnamed statement), making room first, and records it.
+func (s *session) prepare(b *backend, items []item, st *statement, m mode) []item {
+	fe := b.fe()
+	name := serverStatement(st)
+	if name != "" {
+		if _, taken := b.state.prepared[name]; taken {
+			// Another text under the same name (a hash collision), or a
+			// proxy statement to be replaced: close it first.
+			fe.SendClose(&pgproto3.Close{ObjectType: 'S', Name: name})
+			items = append(items, item{kind: replyClose, mode: swallow})
+			b.forget(name)
+		}
+		for len(b.state.order) >= maxPrepared {
+			old := b.state.order[0]
+			fe.SendClose(&pgproto3.Close{ObjectType: 'S', Name: old})
+			items = append(items, item{kind: replyClose, mode: swallow})
+			b.forget(old)
+		}
+		b.state.order = append(b.state.order, name)
+	}
+	b.state.prepared[name] = st.key
+	fe.SendParse(&pgproto3.Parse{Name: name, Query: st.sql, ParameterOIDs: st.oids})
+	return append(items, item{kind: replyParse, mode: m})
+}
+
+// forget drops a statement name from b's records.
+func (b *backend) forget(name string) {
+	delete(b.state.prepared, name)
+	for i, n := range b.state.order {
+		if n == name {
+			b.state.order = append(b.state.order[:i], b.state.order[i+1:]...)
+			break
+		}
+	}
+}

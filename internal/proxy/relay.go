@@ -1,0 +1,276 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// An item is what one message sent to a server (or answered by the proxy
+// itself) makes the client expect, in order: the relay walks the items of
+// a round trip as the server's replies arrive, forwarding what the client
+// asked for, swallowing what the proxy slipped in (a freshness check, a
+// position capture, a Parse of a statement this server has not seen, a
+// deferred BEGIN), and answering itself where the proxy kept a message
+// back (a Parse of a statement the server already has, a Close of a
+// client's statement).
+type item struct {
+	kind reply
+	mode mode
+	// tag is the command tag of a synthesized Execute or Query.
+	tag string
+	// status is the transaction status of a synthesized ReadyForQuery.
+	status byte
+	// row, for a swallowed Execute or Query, receives the first row's
+	// values (valid only during the call).
+	row func(values [][]byte)
+	// hold: keep a forwarded ReadyForQuery back until the relay is done
+	// (a write's capture must be recorded before the client hears of the
+	// write's end).
+	hold bool
+}
+
+// reply says what the server answers to a message.
+type reply uint8
+
+const (
+	replyParse     reply = iota // ParseComplete
+	replyBind                   // BindComplete
+	replyDescribeS              // ParameterDescription, then RowDescription or NoData
+	replyDescribeP              // RowDescription or NoData
+	replyExecute                // DataRow*, then CommandComplete, EmptyQueryResponse or PortalSuspended (or a COPY)
+	replyClose                  // CloseComplete
+	replySync                   // ReadyForQuery
+	replyQuery                  // a simple query's results, up to and including ReadyForQuery
+)
+
+// mode says what the relay does with an item's replies.
+type mode uint8
+
+const (
+	forward    mode = iota // pass them to the client
+	swallow                // drop them: the proxy sent the message
+	synthesize             // the server sends nothing: answer the client here
+)
+
+// ends reports whether msg, a reply to an item of kind k, is the item's
+// last message.
+func (k reply) ends(msg pgproto3.BackendMessage) bool {
+	switch msg.(type) {
+	case *pgproto3.ParseComplete:
+		return k == replyParse
+	case *pgproto3.BindComplete:
+		return k == replyBind
+	case *pgproto3.RowDescription:
+		return k == replyDescribeS || k == replyDescribeP
+	case *pgproto3.NoData:
+		return k == replyDescribeS || k == replyDescribeP
+	case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse, *pgproto3.PortalSuspended:
+		return k == replyExecute
+	case *pgproto3.CloseComplete:
+		return k == replyClose
+	case *pgproto3.ReadyForQuery:
+		return k == replySync || k == replyQuery
+	}
+	return false
+}
+
+// synthesized returns the messages the proxy answers for an item it kept
+// back.
+func (it *item) synthesized() []pgproto3.BackendMessage {
+	switch it.kind {
+	case replyParse:
+		return []pgproto3.BackendMessage{&pgproto3.ParseComplete{}}
+	case replyBind:
+		return []pgproto3.BackendMessage{&pgproto3.BindComplete{}}
+	case replyDescribeP:
+		return []pgproto3.BackendMessage{&pgproto3.NoData{}}
+	case replyExecute:
+		return []pgproto3.BackendMessage{&pgproto3.CommandComplete{CommandTag: []byte(it.tag)}}
+	case replyClose:
+		return []pgproto3.BackendMessage{&pgproto3.CloseComplete{}}
+	case replySync:
+		return []pgproto3.BackendMessage{&pgproto3.ReadyForQuery{TxStatus: it.status}}
+	case replyQuery:
+		return []pgproto3.BackendMessage{&pgproto3.CommandComplete{CommandTag: []byte(it.tag)}, &pgproto3.ReadyForQuery{TxStatus: it.status}}
+	}
+	return nil
+}
+
+// relayResult is what a relay learned.
+type relayResult struct {
+	status   byte  // the last ReadyForQuery's transaction status
+	sent     bool  // something of the server's reached the client's output
+	err      error // the first ErrorResponse of a forwarded item, as an error
+	held     *pgproto3.ReadyForQuery
+	copyFail bool
+}
+
+// errServerGone wraps a failure to talk to the server.
+type errServerGone struct{ err error }
+
+func (e *errServerGone) Error() string {
+	return "switchyard proxy: server connection failed: " + e.err.Error()
+}
+func (e *errServerGone) Unwrap() error { return e.err }
+
+// relay reads the server's replies to items and answers the client as
+// each item says, until every item is done. It returns an errServerGone
+// when the server connection fails. While it runs, the client's output is
+// only buffered (s.out): the caller decides when it is written, so that a
+// read whose server failed before anything was written can be run again
+// elsewhere.
+func (s *session) relay(b *backend, items []item) (relayResult, error) {
+	var res relayResult
+	failed := false // an error: the server skips messages up to the next Sync
+	for i := 0; i < len(items); {
+		it := &items[i]
+		if failed && it.kind != replySync && it.kind != replyQuery {
+			i++ // the server skips it, so must the proxy
+			continue
+		}
+		if it.mode == synthesize {
+			for _, m := range it.synthesized() {
+				s.send(m)
+			}
+			if it.kind == replySync || it.kind == replyQuery {
+				failed, res.status = false, it.status
+			}
+			i++
+			continue
+		}
+		msg, err := b.receive()
+		if err != nil {
+			return res, &errServerGone{err}
+		}
+		switch m := msg.(type) {
+		case *pgproto3.NoticeResponse:
+			if it.mode == forward {
+				s.send(m)
+			}
+			continue
+		case *pgproto3.ParameterStatus:
+			s.send(m) // the client's session changed, whoever asked
+			continue
+		case *pgproto3.NotificationResponse:
+			s.send(m)
+			continue
+		case *pgproto3.ErrorResponse:
+			if it.mode == forward {
+				s.send(m)
+				res.sent = true
+				if res.err == nil {
+					res.err = errorFromResponse(m)
+				}
+			} else if it.row != nil {
+				it.row(nil) // an injected query failed: it has no row
+			}
+			if it.kind != replyQuery {
+				failed = true
+				i++
+			}
+			continue
+		case *pgproto3.DataRow:
+			if it.mode == forward {
+				s.send(m)
+				res.sent = true
+			} else if it.row != nil {
+				it.row(m.Values)
+				it.row = nil // the first row only
+			}
+			continue
+		case *pgproto3.CopyInResponse:
+			if it.mode != forward {
+				return res, fmt.Errorf("switchyard proxy: the server asked for COPY data for a query of the proxy's")
+			}
+			s.send(m)
+			res.sent = true
+			if err := s.copyIn(b); err != nil {
+				return res, err
+			}
+			continue
+		case *pgproto3.CopyOutResponse, *pgproto3.CopyData, *pgproto3.CopyDone:
+			if it.mode == forward {
+				s.send(m)
+				res.sent = true
+			}
+			continue
+		case *pgproto3.CopyBothResponse:
+			return res, &errServerGone{errors.New("the server started a replication stream, which the proxy does not relay")}
+		case *pgproto3.ReadyForQuery:
+			res.status = m.TxStatus
+			if it.kind != replySync && it.kind != replyQuery {
+				return res, &errServerGone{fmt.Errorf("ReadyForQuery where the proxy expected the reply to another message")}
+			}
+			switch {
+			case it.mode == forward && it.hold:
+				held := *m
+				res.held = &held
+			case it.mode == forward:
+				s.send(m)
+			}
+			failed = false
+			i++
+			continue
+		}
+		if it.mode == forward {
+			s.send(msg)
+			res.sent = true
+		}
+		if it.kind.ends(msg) {
+			if it.row != nil && it.kind == replyExecute {
+				it.row(nil) // done without a row
+			}
+			i++
+		}
+	}
+	return res, nil
+}
+
+// copyIn passes the client's COPY data to the server until the client ends
+// it (CopyDone or CopyFail).
+func (s *session) copyIn(b *backend) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	fe := b.conn.Frontend()
+	pending := 0
+	for {
+		msg, err := s.fe.Receive()
+		if err != nil {
+			fe.Send(&pgproto3.CopyFail{Message: "switchyard proxy: the client went away during COPY"})
+			fe.Flush()
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			fe.Send(m)
+			pending += len(m.Data)
+		case *pgproto3.CopyDone, *pgproto3.CopyFail:
+			fe.Send(m)
+			if err := fe.Flush(); err != nil {
+				return &errServerGone{err}
+			}
+			return nil
+		case *pgproto3.Flush, *pgproto3.Sync:
+			// Allowed during COPY; the server ignores them until the
+			// copy ends.
+			fe.Send(m)
+		default:
+			fe.Send(&pgproto3.CopyFail{Message: fmt.Sprintf("switchyard proxy: unexpected %T during COPY", msg)})
+			fe.Flush()
+			return fmt.Errorf("switchyard proxy: the client sent %T during COPY", msg)
+		}
+		if pending > copyFlushBytes {
+			if err := fe.Flush(); err != nil {
+				return &errServerGone{err}
+			}
+			pending = 0
+		}
+	}
+}
+
+// copyFlushBytes is how much COPY data the proxy collects before passing
+// it on.
+const copyFlushBytes = 256 << 10

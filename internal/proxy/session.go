@@ -1,0 +1,767 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard-db/switchyard/internal/classify"
+	"github.com/switchyard-db/switchyard/internal/engine"
+	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/pgerr"
+	"github.com/switchyard-db/switchyard/internal/topology"
+)
+
+// session is one client connection: a causal session of the engine, the
+// client's prepared statements, and the server connection it holds while a
+// transaction is open or session state ties it to one.
+type session struct {
+	srv  *Server
+	conn net.Conn
+	fe   *pgproto3.Backend // decodes the client's messages
+	out  []byte            // encoded messages for the client, written by flush
+	log  *slog.Logger
+
+	login login
+	pools []*pgxpool.Pool // the login's, per node
+	key   cancelKey
+
+	sess *engine.Session
+	opts engine.Options
+	plan engine.Plan // the open transaction's, or the pinned connection's
+
+	stmts   map[string]*statement // the client's named prepared statements
+	unnamed *statement            // the client's unnamed statement
+	portals map[string]*statement // portals bound in the open transaction (or round trip)
+
+	bound         *backend // held across round trips: an open transaction, or session state
+	pinned        bool     // bound for session state, until DISCARD ALL or the end
+	listening     bool     // the pinned session LISTENs
+	txWrites      bool     // the open transaction is a read-write one on the primary
+	deferred      string   // a BEGIN the proxy answered and holds back until the next statement
+	flushes       int      // how often the client's output was written
+	checkPassed   bool     // the round trip's freshness check said yes
+	captured      lsn.LSN  // the round trip's capture
+	capturedFirst bool     // the capture ran as the transaction's first statement
+	round         round    // the round trip under way (reused)
+	items         []item   // its items (reused)
+	busy          atomic.Pointer[backend]
+	wmu           sync.Mutex // held while the session writes to the client or is not idle
+	idle          bool       // waiting for the client, holding no server connection
+	lastState     byte       // the client's transaction status, as last told
+}
+
+// statement is a client's prepared statement.
+type statement struct {
+	sql     string
+	oids    []uint32
+	key     string // statementKey
+	name    string // on servers, for a named one
+	unnamed bool   // the client's unnamed statement: the servers' unnamed one
+	info    *classify.Statement
+}
+
+func (s *session) define(name, sql string, oids []uint32) *statement {
+	st := s.srv.statements.get(sql, oids, name == "", s.srv.classifier)
+	if name == "" {
+		s.unnamed = st
+	} else {
+		s.stmts[name] = st
+	}
+	return st
+}
+
+// statements are the prepared statements of every client, by text and
+// parameter types: immutable and shared, so that a client's Parse costs
+// no allocation once its text has been seen.
+type statements struct {
+	mu    sync.RWMutex
+	named map[string]*statement
+	anon  map[string]*statement // as a client's unnamed statement
+}
+
+// maxStatements bounds each map of statements; when one fills up it is
+// emptied (clients keep the statements they hold).
+const maxStatements = 10_000
+
+func (c *statements) get(sql string, oids []uint32, unnamed bool, cl *classify.Classifier) *statement {
+	k := statementKey(sql, oids)
+	c.mu.RLock()
+	m := c.named
+	if unnamed {
+		m = c.anon
+	}
+	st := m[k]
+	c.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	st = &statement{sql: sql, oids: append([]uint32(nil), oids...), key: k, name: serverName(k), unnamed: unnamed, info: cl.Analyze(sql)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.named == nil {
+		c.named, c.anon = map[string]*statement{}, map[string]*statement{}
+	}
+	m = c.named
+	if unnamed {
+		m = c.anon
+	}
+	if len(m) >= maxStatements {
+		clear(m)
+	}
+	m[k] = st
+	return st
+}
+
+func (s *session) statement(name string) *statement {
+	if name == "" {
+		return s.unnamed
+	}
+	return s.stmts[name]
+}
+
+// send encodes msg for the client.
+func (s *session) send(msg pgproto3.BackendMessage) {
+	s.out, _ = msg.Encode(s.out)
+	if len(s.out) > maxBufferedOutput {
+		s.flush()
+	}
+}
+
+// maxBufferedOutput bounds what the proxy keeps for the client before
+// writing it: a read retried elsewhere must not have sent anything yet, so
+// larger results cannot be retried.
+const maxBufferedOutput = 256 << 10
+
+// flush writes the client's output.
+func (s *session) flush() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	s.flushes++
+	_, err := s.conn.Write(s.out)
+	if cap(s.out) > 64<<10 {
+		s.out = nil
+	} else {
+		s.out = s.out[:0]
+	}
+	return err
+}
+
+// run serves the client until it goes away.
+func (s *session) run(ctx context.Context) {
+	defer s.end()
+	for {
+		msgs, err := s.readRound()
+		if err != nil {
+			if !errors.Is(err, errTerminate) && !isClosed(err) {
+				s.log.Debug("switchyard proxy: client", "err", err)
+			}
+			return
+		}
+		if err := s.serve(ctx, msgs); err != nil {
+			s.log.Debug("switchyard proxy: session ended", "err", err)
+			return
+		}
+		if err := s.flush(); err != nil {
+			return
+		}
+		if s.srv.shuttingDown() && s.bound == nil {
+			s.sendFatal("57P01", "the switchyard proxy is shutting down")
+			return
+		}
+	}
+}
+
+var errTerminate = errors.New("client terminated")
+
+// readRound reads the client's messages up to and including a Sync, a
+// Flush or a simple Query: a round trip's worth.
+func (s *session) readRound() ([]pgproto3.FrontendMessage, error) {
+	var msgs []pgproto3.FrontendMessage
+	for {
+		var stopWatch func()
+		if len(msgs) == 0 {
+			s.setIdle(s.bound == nil)
+			stopWatch = s.watchNotifications()
+		}
+		msg, err := s.fe.Receive()
+		if len(msgs) == 0 {
+			stopWatch()
+			s.setIdle(false)
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.Terminate:
+			return nil, errTerminate
+		case *pgproto3.Query:
+			if len(msgs) > 0 {
+				return nil, s.protocolError("a simple Query in the middle of an extended query (send Sync first)")
+			}
+			return append(msgs, &pgproto3.Query{String: m.String}), nil
+		case *pgproto3.Parse:
+			msgs = append(msgs, &pgproto3.Parse{Name: m.Name, Query: m.Query, ParameterOIDs: append([]uint32(nil), m.ParameterOIDs...)})
+		case *pgproto3.Bind:
+			msgs = append(msgs, copyBind(m))
+		case *pgproto3.Describe:
+			msgs = append(msgs, &pgproto3.Describe{ObjectType: m.ObjectType, Name: m.Name})
+		case *pgproto3.Execute:
+			msgs = append(msgs, &pgproto3.Execute{Portal: m.Portal, MaxRows: m.MaxRows})
+		case *pgproto3.Close:
+			msgs = append(msgs, &pgproto3.Close{ObjectType: m.ObjectType, Name: m.Name})
+		case *pgproto3.Sync:
+			return append(msgs, &pgproto3.Sync{}), nil
+		case *pgproto3.Flush:
+			return append(msgs, &pgproto3.Flush{}), nil
+		case *pgproto3.FunctionCall:
+			return nil, s.protocolError("the fast-path function call interface is not supported (call the function in a query)")
+		case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+			// Outside COPY the server ignores these; so does the proxy.
+		default:
+			return nil, s.protocolError(fmt.Sprintf("unexpected message %T", msg))
+		}
+		if len(msgs) > maxRoundMessages {
+			return nil, s.protocolError(fmt.Sprintf("more than %d messages without a Sync", maxRoundMessages))
+		}
+	}
+}
+
+// watchNotifications, for a client that listens (LISTEN) and waits
+// between round trips, passes what its server session sends meanwhile
+// (notifications, notices, setting changes) on to the client, until the
+// returned stop is called.
+func (s *session) watchNotifications() (stop func()) {
+	b := s.bound
+	if !s.listening || b == nil || b.conn.TxStatus() != 'I' {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var out []byte
+		for {
+			msg, err := b.conn.ReceiveMessage(ctx)
+			if err != nil {
+				return // stopped (a timeout: the connection stays), or the server went away
+			}
+			switch msg.(type) {
+			case *pgproto3.NotificationResponse, *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+				out, _ = msg.(pgproto3.BackendMessage).Encode(out[:0])
+				if _, err := s.conn.Write(out); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// maxRoundMessages bounds the messages of one round trip the proxy keeps.
+const maxRoundMessages = 100_000
+
+func copyBind(m *pgproto3.Bind) *pgproto3.Bind {
+	c := &pgproto3.Bind{
+		DestinationPortal:    m.DestinationPortal,
+		PreparedStatement:    m.PreparedStatement,
+		ParameterFormatCodes: append([]int16(nil), m.ParameterFormatCodes...),
+		ResultFormatCodes:    append([]int16(nil), m.ResultFormatCodes...),
+	}
+	if len(m.Parameters) > 0 {
+		size := 0
+		for _, p := range m.Parameters {
+			size += len(p)
+		}
+		arena := make([]byte, 0, size)
+		c.Parameters = make([][]byte, len(m.Parameters))
+		for i, p := range m.Parameters {
+			if p != nil {
+				start := len(arena)
+				arena = append(arena, p...)
+				c.Parameters[i] = arena[start:len(arena):len(arena)]
+			}
+		}
+	}
+	return c
+}
+
+// setIdle records whether the session is waiting for the client with no
+// server connection: only then may Shutdown write to its client. The
+// session holds wmu whenever it is not idle.
+func (s *session) setIdle(idle bool) {
+	switch {
+	case idle && !s.idle:
+		s.idle = true
+		s.wmu.Unlock()
+	case !idle && s.idle:
+		s.wmu.Lock()
+		s.idle = false
+	}
+}
+
+// round is what the proxy makes of one round trip of the client's.
+type round struct {
+	msgs    []pgproto3.FrontendMessage
+	query   *pgproto3.Query       // a simple query, alone
+	runs    []*classify.Statement // what it executes, in order
+	runSQL  []string              // their texts
+	write   bool                  // not provably a pure read
+	state   bool                  // leaves session state on the server
+	begins  bool                  // transaction control that may open a transaction
+	discard bool                  // DISCARD ALL
+	listen  bool
+	copyIn  bool    // COPY FROM STDIN
+	portals []named // the portals (and statements) it binds (parses)
+}
+
+// study classifies what a round trip executes.
+func (s *session) study(msgs []pgproto3.FrontendMessage) *round {
+	r := &s.round
+	*r = round{msgs: msgs, runs: r.runs[:0], runSQL: r.runSQL[:0], portals: r.portals[:0]}
+	add := func(st *classify.Statement, sql string) {
+		r.runs = append(r.runs, st)
+		r.runSQL = append(r.runSQL, sql)
+		if !st.Kind.ReplicaSafe() {
+			r.write = true
+		}
+		e := st.Effects
+		r.state = r.state || e&(classify.EffectSessionState|classify.EffectSessionDependent) != 0
+		r.begins = r.begins || e&(classify.EffectBegin|classify.EffectChain) != 0
+		r.discard = r.discard || e&classify.EffectDiscardAll != 0
+		r.listen = r.listen || e&classify.EffectListen != 0
+		r.copyIn = r.copyIn || e&classify.EffectCopyFrom != 0
+	}
+	if _, ok := msgs[len(msgs)-1].(*pgproto3.Flush); ok {
+		// The round trip's implicit transaction goes on after it, on the
+		// same server: route it by what it prepares too.
+		for _, m := range msgs {
+			if p, ok := m.(*pgproto3.Parse); ok && !s.srv.classifier.Analyze(p.Query).Kind.ReplicaSafe() {
+				r.write = true
+			}
+		}
+	}
+	for _, m := range msgs {
+		switch m := m.(type) {
+		case *pgproto3.Query:
+			r.query = m
+			add(s.srv.classifier.Analyze(m.String), m.String)
+		case *pgproto3.Parse:
+			// Defined here (build records it); a Bind below finds it.
+			r.portals = append(r.portals, named{"\x00" + m.Name, s.srv.statements.get(m.Query, m.ParameterOIDs, m.Name == "", s.srv.classifier)})
+		case *pgproto3.Bind:
+			st := r.find("\x00" + m.PreparedStatement)
+			if st == nil {
+				st = s.statement(m.PreparedStatement)
+			}
+			r.portals = append(r.portals, named{m.DestinationPortal, st})
+		case *pgproto3.Execute:
+			st := r.find(m.Portal)
+			if st == nil {
+				st = s.portals[m.Portal]
+			}
+			if st != nil {
+				add(st.info, st.sql)
+			} else {
+				// A portal the proxy does not know: let the server say so,
+				// on the primary.
+				r.write = true
+			}
+		}
+	}
+	return r
+}
+
+// named is a portal (or, with a NUL first, a statement) of a round trip.
+type named struct {
+	name string
+	st   *statement
+}
+
+// find returns the last statement of r under name.
+func (r *round) find(name string) *statement {
+	for i := len(r.portals) - 1; i >= 0; i-- {
+		if r.portals[i].name == name {
+			return r.portals[i].st
+		}
+	}
+	return nil
+}
+
+// serve runs one round trip of the client's.
+func (s *session) serve(ctx context.Context, msgs []pgproto3.FrontendMessage) error {
+	r := s.study(msgs)
+	if done, err := s.answerLocally(ctx, r); done || err != nil {
+		return err
+	}
+	if s.bound != nil {
+		return s.serveBound(ctx, r)
+	}
+	return s.serveUnbound(ctx, r)
+}
+
+// serveUnbound routes a round trip that holds no server connection yet.
+func (s *session) serveUnbound(ctx context.Context, r *round) error {
+	e := s.srv.engine
+	c := e.Clusters()[0]
+	var p engine.Plan
+	deferred := s.deferred
+	switch {
+	case deferred != "":
+		info := s.srv.classifier.Analyze(deferred)
+		readOnly := info.TxAccess == classify.AccessReadOnly && !r.state
+		e.PlanTx(ctx, &p, &s.opts, c, readOnly, info.TxIsolation == classify.Serializable)
+		s.txWrites = !readOnly
+	case r.state:
+		// Session state: the primary, on a connection that stays with the
+		// client. The pin itself marks nothing (in global mode a mark would
+		// send every client's reads to the primary for as long as it
+		// lasts); each round trip on it captures the position instead.
+		e.PlanWrite(&p, &s.opts, c)
+		p.Write, p.Reason = false, engine.ReasonPinned
+		p.WillCapture()
+		s.txWrites = true
+	case r.begins:
+		// A transaction begun inside the round trip (BEGIN with other
+		// statements): on the primary.
+		e.PlanTx(ctx, &p, &s.opts, c, false, false)
+		s.txWrites = true
+	case r.write:
+		e.PlanWrite(&p, &s.opts, c)
+		p.CaptureWrite()
+	default:
+		e.PlanRead(ctx, &p, &s.opts, c)
+	}
+	var done *tripResult
+	err := e.Do(ctx, &p, func(p *engine.Plan) error {
+		b, err := s.acquire(ctx, p.Node)
+		if err != nil {
+			return err
+		}
+		t, err := s.trip(b, r, p, deferred)
+		if err != nil {
+			return err
+		}
+		done = t
+		return nil
+	})
+	if err != nil {
+		p.Finish(err)
+		s.answerError(err, r)
+		return nil
+	}
+	s.deferred = ""
+	return s.settle(&p, r, done)
+}
+
+// settle decides, after a round trip on done.b, whether the client keeps
+// the connection (an open transaction, session state) and ends the plan
+// otherwise.
+func (s *session) settle(p *engine.Plan, r *round, t *tripResult) error {
+	b := t.b
+	if r.state {
+		s.pinned = true
+	}
+	if r.listen {
+		s.pinned, s.listening = true, true
+	}
+	if r.discard && t.res.err == nil && t.res.status == 'I' {
+		b.forgetPrepared()
+		s.pinned, s.listening = false, false
+	}
+	keep := s.pinned || t.res.status != 'I'
+	if keep {
+		if s.bound == nil {
+			s.bound, s.plan = b, *p
+		}
+		return nil
+	}
+	if s.bound == b {
+		s.bound = nil
+		if s.txWrites && r.commits() {
+			// The transaction ended some other way than by the proxy's
+			// COMMIT (inside a string of statements, say): what it wrote
+			// is in, as far as anyone knows.
+			s.plan.MarkWritten()
+		}
+		s.plan.Finish(t.res.err)
+	} else {
+		p.Finish(t.res.err)
+	}
+	s.portals, s.txWrites = nil, false
+	b.release()
+	return nil
+}
+
+// serveBound runs a round trip on the connection the client holds.
+func (s *session) serveBound(ctx context.Context, r *round) error {
+	b := s.bound
+	if (s.txWrites || s.pinned) && b.conn.TxStatus() == 'T' && isCommit(r) {
+		return s.commit(ctx, r)
+	}
+	var p engine.Plan
+	inTx := b.conn.TxStatus() != 'I'
+	// Inside a transaction nothing is written until it commits, which
+	// captures (or marks) then.
+	s.srv.engine.PlanPinned(&p, &s.opts, b.node, r.write && !inTx)
+	if !inTx {
+		// A pinned connection outside a transaction: take the position
+		// along, as a round trip of its own would.
+		p.WillCapture()
+	}
+	var t *tripResult
+	err := s.srv.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
+		t, err = s.trip(b, r, p, "")
+		return err
+	})
+	p.Finish(err)
+	if err != nil {
+		s.lost(b, err)
+		s.answerError(err, r)
+		return nil
+	}
+	return s.settle(&p, r, t)
+}
+
+// lost forgets a held connection that failed.
+func (s *session) lost(b *backend, err error) {
+	if s.bound == b {
+		s.bound, s.pinned = nil, false
+		s.plan.Finish(err)
+	}
+	s.portals = nil
+	s.srv.engine.NodeDown(b.node, err)
+	b.destroy()
+}
+
+// commits reports whether r runs a COMMIT.
+func (r *round) commits() bool {
+	for _, st := range r.runs {
+		if st.Effects&classify.EffectCommit != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// isCommit reports whether r is exactly one COMMIT (not AND CHAIN).
+func isCommit(r *round) bool {
+	if len(r.runs) != 1 {
+		return false
+	}
+	st := r.runs[0]
+	return st.Statements == 1 && st.Effects&(classify.EffectCommit|classify.EffectChain) == classify.EffectCommit
+}
+
+// acquire takes a connection to node n from the login's pool.
+func (s *session) acquire(ctx context.Context, n *topology.Node) (*backend, error) {
+	c, err := s.pools[n.Index].Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newBackend(c, n), nil
+}
+
+// lend lends the engine a connection of the login's for a query of its own.
+func (s *session) lend(ctx context.Context, n *topology.Node) (*pgconn.PgConn, func(), error) {
+	c, err := s.pools[n.Index].Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Conn().PgConn(), c.Release, nil
+}
+
+// tripResult is how a round trip on a server went.
+type tripResult struct {
+	b         *backend
+	res       relayResult
+	committed bool // the proxy committed the transaction itself
+}
+
+// trip sends round r to backend b as plan p says and relays the replies.
+// A failure that has left nothing in the client's hands is returned, with
+// the backend given up, so that the executor may run the round trip again
+// elsewhere; once something has been written to the client, the failure
+// is the client's.
+func (s *session) trip(b *backend, r *round, p *engine.Plan, begin string) (*tripResult, error) {
+	mark, flushes := len(s.out), s.flushes
+	items := s.build(b, r, p, begin)
+	if err := b.fe().Flush(); err != nil {
+		b.destroy()
+		return nil, &notSent{err}
+	}
+	s.busy.Store(b)
+	res, err := s.relay(b, items)
+	s.busy.Store(nil)
+	retryable := s.flushes == flushes && p.Policy == engine.PolicyRead
+	if err != nil {
+		if retryable {
+			s.out = s.out[:mark]
+			b.destroy()
+			return nil, err
+		}
+		return nil, s.fail(b, p, err)
+	}
+	if p.Before == engine.BeforeCheck && !s.checkPassed {
+		s.out = s.out[:mark]
+		b.release()
+		return nil, engine.ErrNotFresh
+	}
+	if res.err != nil && retryable && !p.Write && pgerr.RetryReadElsewhere(res.err) && pgerr.Code(res.err) != "" && res.status == 'I' {
+		// The replica refused it (it writes after all, or a recovery
+		// conflict canceled it): nothing ran there.
+		s.out = s.out[:mark]
+		b.release()
+		return nil, res.err
+	}
+	if (p.After == engine.AfterCapture || s.capturedFirst) && s.captured != 0 {
+		p.Captured(s.captured)
+	}
+	if res.held != nil {
+		s.send(res.held)
+	}
+	if p.Before == engine.BeforeCheck {
+		p.CheckPassed()
+	}
+	if res.err == nil || res.status == 'I' {
+		p.Served()
+	}
+	s.lastState = res.status
+	return &tripResult{b: b, res: res}, nil
+}
+
+// fail answers the client after its server connection failed with
+// something of the round trip already in its hands, or after a write was
+// sent: the connection is given up, and the client is told the statement
+// may or may not have run.
+func (s *session) fail(b *backend, p *engine.Plan, err error) error {
+	s.srv.engine.NodeDown(b.node, err)
+	if s.bound == b {
+		s.bound, s.pinned = nil, false
+	}
+	b.destroy()
+	s.send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08007",
+		Message: "switchyard proxy: the connection to the server was lost during the statement; it may or may not have run",
+		Detail:  s.srv.engine.Redact(err.Error())})
+	s.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	return &handled{err}
+}
+
+// handled is a failure already answered to the client: the executor must
+// not run the round trip again.
+type handled struct{ err error }
+
+func (h *handled) Error() string { return h.err.Error() }
+
+// notSent is a failure before anything left the proxy: safe to send again.
+type notSent struct{ err error }
+
+func (e *notSent) Error() string     { return "switchyard proxy: " + e.err.Error() }
+func (e *notSent) Unwrap() error     { return e.err }
+func (e *notSent) SafeToRetry() bool { return true }
+
+// answerError tells the client that its round trip failed before any of it
+// was answered.
+func (s *session) answerError(err error, r *round) {
+	var h *handled
+	if errors.As(err, &h) {
+		return
+	}
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr):
+		s.send(errorResponse(pgErr))
+	case errors.Is(err, engine.ErrNoPrimary):
+		s.send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "57P03", Message: s.srv.engine.Redact(err.Error())})
+	default:
+		s.send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006",
+			Message: "switchyard proxy: " + s.srv.engine.Redact(err.Error())})
+	}
+	if !endsRound(r) {
+		return // a Flush: the error is all the client gets until its Sync
+	}
+	st := byte('I')
+	if s.bound != nil {
+		st = s.bound.conn.TxStatus()
+	}
+	s.send(&pgproto3.ReadyForQuery{TxStatus: st})
+}
+
+func endsRound(r *round) bool {
+	if r.query != nil {
+		return true
+	}
+	_, ok := r.msgs[len(r.msgs)-1].(*pgproto3.Sync)
+	return ok
+}
+
+// end lets go of the session's server connection, cleaned, when the client
+// goes away.
+func (s *session) end() {
+	defer s.srv.forget(s)
+	if b := s.bound; b != nil {
+		s.bound = nil
+		if err := s.clean(b); err != nil {
+			b.destroy()
+		} else {
+			b.release()
+		}
+		s.plan.Finish(nil)
+	}
+	s.setIdle(false)
+	s.wmu.Unlock()
+	s.conn.Close()
+}
+
+// clean rolls back an open transaction and, for session state, discards
+// it (DISCARD ALL), so that the connection goes back to the pool as a new
+// one would be.
+func (s *session) clean(b *backend) error {
+	var sql string
+	switch {
+	case b.conn.TxStatus() != 'I' && s.pinned:
+		sql = "ROLLBACK; DISCARD ALL"
+	case b.conn.TxStatus() != 'I':
+		sql = "ROLLBACK"
+	case s.pinned:
+		sql = "DISCARD ALL"
+	default:
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanTimeout)
+	defer cancel()
+	if _, err := b.conn.Exec(ctx, sql).ReadAll(); err != nil {
+		return err
+	}
+	if s.pinned {
+		b.forgetPrepared()
+	}
+	return nil
+}
+
+func (s *session) protocolError(msg string) error {
+	s.sendFatal("08P01", "switchyard proxy: protocol violation: "+msg)
+	return errors.New(msg)
+}
+
+func (s *session) sendFatal(code, msg string) {
+	s.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+	s.flush()
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
