@@ -193,3 +193,61 @@ func processCPU() time.Duration {
 func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkLatest measures what a Latest read costs against a read on
+// the primary and a plain read on the replica, interleaved, for a point
+// read and for a 1,000-row read; with no writes meanwhile, so that the
+// replica has everything and Latest reads run there.
+func BenchmarkLatest(b *testing.B) {
+	db, _, _ := benchSetup(b)
+	ctx := context.Background()
+	for _, size := range []struct {
+		name string
+		sql  string
+	}{
+		{"point", "SELECT name FROM bench WHERE id = $1"},
+		{"1000rows", "SELECT name FROM bench WHERE id > $1::int - $1::int ORDER BY id"},
+	} {
+		read := func(ctx context.Context) func(int) error {
+			return func(id int) error {
+				rows, err := db.Query(ctx, size.sql, id)
+				if err != nil {
+					return err
+				}
+				for rows.Next() {
+				}
+				rows.Close()
+				return rows.Err()
+			}
+		}
+		arms := []struct {
+			name string
+			read func(int) error
+		}{
+			{"replica", read(ctx)},
+			{"primary", read(switchyard.Primary(ctx))},
+			{"latest", read(switchyard.Latest(ctx))},
+		}
+		b.Run(size.name, func(b *testing.B) {
+			var total [3]time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				for k := range arms {
+					a := arms[(k+i)%len(arms)] // rotate the order
+					t0 := time.Now()
+					if err := a.read(i%1000 + 1); err != nil {
+						b.Fatal(err)
+					}
+					total[(k+i)%len(arms)] += time.Since(t0)
+				}
+			}
+			for k, a := range arms {
+				b.ReportMetric(float64(total[k].Microseconds())/float64(b.N), a.name+"-µs/read")
+			}
+			if s := db.Stats().Routes; s.Latest == 0 {
+				b.Fatal("no Latest read asked the primary")
+			}
+		})
+	}
+}
