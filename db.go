@@ -144,7 +144,6 @@ func track(cfg *pgxpool.Config, set *conntrack.Set) {
 func (db *DB) nodeDown(n *topology.Node) {
 	if n.Index < len(db.pools) {
 		if !n.IsPrimary() {
-			println("DEBUG interrupt", n.Name, db.conns[n.Index].Len())
 			db.conns[n.Index].Interrupt()
 		}
 		db.pools[n.Index].Reset()

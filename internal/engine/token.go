@@ -164,23 +164,42 @@ func (e *Engine) clusterByKey(key uint32) *topology.Cluster {
 const CheckSQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
 
 // SettleSQL waits until every transaction that was running on the primary
-// when it started has ended, for at most about 20 ms (and at most half of
-// the session's statement_timeout, so that a small one does not cancel
-// it): a standby may already show a commit whose backend on the primary
-// has written its commit record but not yet left the process array (or
-// set the commit log), so is still running there (BeforeSettle). Short
-// transactions end within microseconds; a long one costs the bound. It
-// runs before the read; under READ COMMITTED the read then takes a newer
+// when it started has ended (BeforeSettle): a standby may already show a
+// commit whose backend on the primary has written its commit record but
+// not yet left the process array, so is still running there. Running
+// transactions are found by the locks they hold on their own transaction
+// IDs, which are released only after they leave the process array (a
+// snapshot's list would miss the newest: a snapshot lists only IDs below
+// the oldest one still unassigned when the newest completed one ended). It
+// waits for all of them for at most 20 ms (short transactions end within
+// microseconds; a long one costs the bound), then, for up to a second, for
+// those the commit log has as committed but a new snapshot does not see (a
+// backend held up between the two, as on a machine short of CPU): those
+// may be visible on a standby already, and are about to be on the
+// primary. Both bounds are at most half of the session's
+// statement_timeout, so that a small one does not cancel it. It runs
+// before the read; under READ COMMITTED the read then takes a newer
 // snapshot.
 const SettleSQL = `DO $settle$
 DECLARE
-	running xid8[] := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
-	budget interval := least(interval '20 ms',
-		coalesce(nullif(current_setting('statement_timeout'), '0')::interval / 2, interval '20 ms'));
-	deadline timestamptz := clock_timestamp() + budget;
+	running xid[] := ARRAY(SELECT transactionid FROM pg_locks
+		WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted);
+	next bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
+	half interval := coalesce(nullif(current_setting('statement_timeout'), '0')::interval / 2, interval '1 s');
+	start timestamptz := clock_timestamp();
+	ids xid8[];
 BEGIN
-	WHILE cardinality(running) > 0 AND clock_timestamp() < deadline AND EXISTS (
-			SELECT FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x = ANY (running)) LOOP
+	WHILE cardinality(running) > 0 AND clock_timestamp() < start + least(interval '20 ms', half) AND EXISTS (
+			SELECT FROM pg_locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted
+			AND transactionid = ANY (running)) LOOP
+		PERFORM pg_sleep(0.0001);
+	END LOOP;
+	-- The 64-bit IDs, from the 32-bit ones: within 2^31 of the next.
+	ids := ARRAY(SELECT (next + (x::text::bigint - next % 4294967296 + 6442450944) % 4294967296 - 2147483648)::text::xid8
+		FROM unnest(running) x);
+	WHILE cardinality(ids) > 0 AND clock_timestamp() < start + least(interval '1 s', half) AND EXISTS (
+			SELECT FROM unnest(ids) x
+			WHERE pg_xact_status(x) = 'committed' AND NOT pg_visible_in_snapshot(x, pg_current_snapshot())) LOOP
 		PERFORM pg_sleep(0.0001);
 	END LOOP;
 END
