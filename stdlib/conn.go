@@ -77,9 +77,10 @@ type querier interface {
 // the DB. kind is query's classification; pinned reports a pinned
 // connection.
 func (c *conn) target(ctx context.Context, query string) (q querier, kind classify.Kind, pinned bool, err error) {
-	kind = classifier.Classify(query)
+	st := classifier.Analyze(query)
+	kind = st.Kind
 	if c.tx != nil {
-		c.tx.saw(query, kind)
+		c.tx.saw(st)
 		return c.tx.tx, kind, c.tx.pinned, nil
 	}
 	if c.pinned == nil && kind == classify.Session {

@@ -25,9 +25,11 @@ func ExampleOpenDB() {
 	sqlDB := stdlib.OpenDB(db) // a *sql.DB for database/sql, sqlx, GORM, bun, ...
 	defer sqlDB.Close()        // closes before db does
 
-	// A pure read goes to a replica.
+	// A pure read goes to a replica. (A new session's read, here: reads
+	// through the DB itself see every write made before them in this
+	// process, and this test binary has written before.)
 	var onReplica bool
-	if err := sqlDB.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&onReplica); err != nil {
+	if err := sqlDB.QueryRowContext(switchyard.WithSession(ctx), "SELECT pg_is_in_recovery()").Scan(&onReplica); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("read served by a replica:", onReplica)

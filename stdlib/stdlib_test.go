@@ -118,10 +118,12 @@ func TestRouting(t *testing.T) {
 	ctx := testCtx(t)
 	db := openDB(t)
 	sqlDB := openSQL(t, db)
-	// Reads right after a write go to the primary (the DB reads its own
-	// writes); reads are checked on a DB that writes nothing.
+	// Reads right after a write go to the primary (reads see every write
+	// made before them in the process); reads are checked on a DB that
+	// writes nothing, in a session of their own, which has seen no write.
 	rdb := openDB(t)
 	reader := openSQL(t, rdb)
+	fresh := switchyard.WithSession(ctx)
 	for _, tc := range []struct {
 		name, sql string
 		replica   bool
@@ -136,12 +138,12 @@ func TestRouting(t *testing.T) {
 		{"data-modifying CTE", "WITH d AS (UPDATE items SET v = v WHERE id = 1 RETURNING id) SELECT " + whoCols + " FROM d", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			q := sqlDB
+			q, qctx := sqlDB, ctx
 			if tc.replica {
-				q = reader
+				q, qctx = reader, fresh
 			}
 			for i := 0; i < 3; i++ { // the first run of a text, and later ones
-				if got := answeredBy(t, q, ctx, tc.sql); got.inRecovery != tc.replica {
+				if got := answeredBy(t, q, qctx, tc.sql); got.inRecovery != tc.replica {
 					t.Errorf("%s\nran on the %s", tc.sql, got)
 				}
 			}
@@ -169,7 +171,7 @@ func TestRouting(t *testing.T) {
 		}
 	})
 	t.Run("rows", func(t *testing.T) {
-		rows, err := reader.QueryContext(ctx, "SELECT id, pg_is_in_recovery() FROM items WHERE id <= 3 ORDER BY id")
+		rows, err := reader.QueryContext(fresh, "SELECT id, pg_is_in_recovery() FROM items WHERE id <= 3 ORDER BY id")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,13 +196,13 @@ func TestRouting(t *testing.T) {
 		}
 	})
 	t.Run("empty result", func(t *testing.T) {
-		err := reader.QueryRowContext(ctx, "SELECT id FROM items WHERE id < 0").Scan(new(int))
+		err := reader.QueryRowContext(fresh, "SELECT id FROM items WHERE id < 0").Scan(new(int))
 		if !errors.Is(err, sql.ErrNoRows) {
 			t.Errorf("got %v, want sql.ErrNoRows", err)
 		}
 	})
 	t.Run("query error", func(t *testing.T) {
-		_, err := reader.QueryContext(ctx, "SELECT 1/0")
+		_, err := reader.QueryContext(fresh, "SELECT 1/0")
 		if err == nil || !strings.Contains(err.Error(), "division by zero") {
 			t.Errorf("got %v, want division by zero", err)
 		}
@@ -233,8 +235,9 @@ func TestTransactions(t *testing.T) {
 	sqlDB := openSQL(t, db)
 	// A read-only transaction right after a write begins on the primary (no
 	// replica has the write yet); those are checked on a DB that writes
-	// nothing.
+	// nothing, in a session that has seen no write.
 	reader := openSQL(t, openDB(t))
+	fresh := switchyard.WithSession(ctx)
 
 	t.Run("read-write stays on one primary connection", func(t *testing.T) {
 		tx, err := sqlDB.BeginTx(ctx, nil)
@@ -287,7 +290,7 @@ func TestTransactions(t *testing.T) {
 	})
 
 	t.Run("read-only on a replica, one snapshot", func(t *testing.T) {
-		tx, err := reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		tx, err := reader.BeginTx(fresh, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,11 +328,11 @@ func TestTransactions(t *testing.T) {
 			{sql.LevelReadCommitted, true, "read committed", true},
 			{sql.LevelSerializable, true, "serializable", false}, // standbys offer no serializable
 		} {
-			q := sqlDB
+			q, qctx := sqlDB, ctx
 			if tc.readOnly {
-				q = reader
+				q, qctx = reader, fresh
 			}
-			tx, err := q.BeginTx(ctx, &sql.TxOptions{Isolation: tc.level, ReadOnly: tc.readOnly})
+			tx, err := q.BeginTx(qctx, &sql.TxOptions{Isolation: tc.level, ReadOnly: tc.readOnly})
 			if err != nil {
 				t.Fatalf("%v: %v", tc.level, err)
 			}
@@ -772,9 +775,10 @@ func TestPreparedStatements(t *testing.T) {
 	ctx := testCtx(t)
 	db := openDB(t)
 	sqlDB := openSQL(t, db)
-	reader := openSQL(t, openDB(t)) // writes nothing: its reads may go to any replica
+	reader := openSQL(t, openDB(t))
+	fresh := switchyard.WithSession(ctx) // has seen no write: its reads may go to any replica
 
-	read, err := reader.PrepareContext(ctx, "SELECT "+whoCols+" FROM items WHERE id = $1")
+	read, err := reader.PrepareContext(fresh, "SELECT "+whoCols+" FROM items WHERE id = $1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -785,7 +789,7 @@ func TestPreparedStatements(t *testing.T) {
 	}
 	defer write.Close()
 	for i := 1; i <= 5; i++ {
-		if s := answeredBy(t, stmtQ{read}, ctx, "", i); !s.inRecovery {
+		if s := answeredBy(t, stmtQ{read}, fresh, "", i); !s.inRecovery {
 			t.Errorf("prepared read %d ran on the %s", i, s)
 		}
 		if s := answeredBy(t, stmtQ{write}, ctx, "", i); s.inRecovery {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -69,13 +68,16 @@ type tx struct {
 
 var _ driver.Tx = (*tx)(nil)
 
-// saw notes what a statement run in the transaction may leave behind.
-func (t *tx) saw(query string, kind classify.Kind) {
-	if t.pinned || kind != classify.Session || transactionScoped(query) {
+// saw notes what a statement run in the transaction may leave behind:
+// state that outlives the transaction (SET without LOCAL, temporary
+// objects, LISTEN, PREPARE, WITH HOLD cursors, session advisory locks,
+// ...), as the classifier finds it in any statement of the text.
+func (t *tx) saw(st *classify.Statement) {
+	if t.pinned || st.Effects&classify.EffectSessionState == 0 {
 		return
 	}
 	t.session = true
-	if strings.Contains(strings.ToLower(query), "prepare") {
+	if st.Effects&classify.EffectPrepare != 0 {
 		t.prepared = true
 	}
 }
@@ -168,76 +170,4 @@ func resetInTx(ctx context.Context, pc *pgx.Conn, prepared bool) error {
 		return pc.DeallocateAll(ctx)
 	}
 	return nil
-}
-
-// transactionScoped reports whether query is a single statement whose
-// effect on the session ends with the transaction: transaction control
-// (SAVEPOINT, RELEASE, ROLLBACK TO, ...), SET LOCAL, SET TRANSACTION,
-// SET CONSTRAINTS.
-func transactionScoped(query string) bool {
-	rest := query
-	first := nextWord(&rest)
-	switch first {
-	case "savepoint", "release", "rollback", "commit", "end", "abort", "begin", "start":
-	case "set":
-		switch nextWord(&rest) {
-		case "local", "transaction", "constraints":
-		default:
-			return false
-		}
-	default:
-		return false
-	}
-	// One statement only: no semicolon but trailing ones.
-	return !strings.Contains(strings.TrimRight(rest, "; \t\r\n"), ";")
-}
-
-// nextWord returns the next keyword of *s in lower case, skipping spaces
-// and comments, and advances *s past it. It returns "" at anything that is
-// not a plain word.
-func nextWord(s *string) string {
-	t := *s
-	for {
-		t = strings.TrimLeft(t, " \t\r\n\f\v")
-		switch {
-		case strings.HasPrefix(t, "--"):
-			i := strings.IndexByte(t, '\n')
-			if i < 0 {
-				t = ""
-			} else {
-				t = t[i+1:]
-			}
-			continue
-		case strings.HasPrefix(t, "/*"):
-			depth, i := 0, 0
-			for i < len(t) {
-				switch {
-				case strings.HasPrefix(t[i:], "/*"):
-					depth++
-					i += 2
-				case strings.HasPrefix(t[i:], "*/"):
-					depth--
-					i += 2
-				default:
-					i++
-				}
-				if depth == 0 {
-					break
-				}
-			}
-			if depth != 0 {
-				*s = ""
-				return ""
-			}
-			t = t[i:]
-			continue
-		}
-		break
-	}
-	i := 0
-	for i < len(t) && (t[i] >= 'a' && t[i] <= 'z' || t[i] >= 'A' && t[i] <= 'Z' || t[i] == '_') {
-		i++
-	}
-	*s = t[i:]
-	return strings.ToLower(t[:i])
 }

@@ -2,30 +2,39 @@ package stdlib
 
 import "testing"
 
-func TestTransactionScoped(t *testing.T) {
-	for q, want := range map[string]bool{
-		"SAVEPOINT a":              true,
-		"release savepoint a":      true,
-		"ROLLBACK TO SAVEPOINT a;": true,
-		"  /* x /* nested */ */ -- c\n set local work_mem = '1MB'": true,
-		"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE":             true,
-		"SET CONSTRAINTS ALL DEFERRED":                             true,
-		"set\tlocal\nsearch_path = x ;  ":                          true,
-		"SET work_mem = '1MB'":                                     false,
-		"SET SESSION work_mem = '1MB'":                             false,
-		"SET LOCAL work_mem = '1MB'; SET work_mem = '2MB'":         false,
-		"SAVEPOINT a; LISTEN x":                                    false,
-		"SELECT set_config('a.b', 'c', true)":                      false,
-		"LISTEN x":                                                 false,
-		"PREPARE p AS SELECT 1":                                    false,
-		"CREATE TEMP TABLE t (x int)":                              false,
-		"SETLOCAL x":                                               false,
-		"/* unterminated SAVEPOINT a":                              false,
-		"":                                                         false,
-		"SET LOCAL x = ';'":                                        false, // conservative: any inner semicolon
+// TestSessionStateInTx checks which statements run in a transaction on a
+// pooled connection make Commit clean the session before it goes back.
+func TestSessionStateInTx(t *testing.T) {
+	for q, want := range map[string][2]bool{ // session, prepared
+		"SAVEPOINT a":              {},
+		"release savepoint a":      {},
+		"ROLLBACK TO SAVEPOINT a;": {},
+		"  /* x /* nested */ */ -- c\n set local work_mem = '1MB'": {},
+		"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE":             {},
+		"SET CONSTRAINTS ALL DEFERRED":                             {},
+		"set\tlocal\nsearch_path = x ;  ":                          {},
+		"SET LOCAL x.y = ';'":                                      {},
+		"SELECT set_config('a.b', 'c', true)":                      {},
+		"SELECT pg_advisory_xact_lock(1)":                          {},
+		"DECLARE c CURSOR FOR SELECT 1":                            {},
+		"SELECT 1":                                                 {},
+		"":                                                         {},
+		"SET work_mem = '1MB'":                                     {true, false},
+		"SET SESSION work_mem = '1MB'":                             {true, false},
+		"SET LOCAL work_mem = '1MB'; SET work_mem = '2MB'":         {true, false},
+		"SAVEPOINT a; LISTEN x":                                    {true, false},
+		"SELECT set_config('a.b', 'c', false)":                     {true, false},
+		"SELECT pg_advisory_lock(1)":                               {true, false},
+		"LISTEN x":                                                 {true, false},
+		"CREATE TEMP TABLE t (x int)":                              {true, false},
+		"DECLARE c CURSOR WITH HOLD FOR SELECT 1":                  {true, false},
+		"PREPARE p AS SELECT 1":                                    {true, true},
+		"select 1; prepare p as select 2":                          {true, true},
 	} {
-		if got := transactionScoped(q); got != want {
-			t.Errorf("transactionScoped(%q) = %v, want %v", q, got, want)
+		var tx tx
+		tx.saw(classifier.Analyze(q))
+		if got := [2]bool{tx.session, tx.prepared}; got != want {
+			t.Errorf("saw(%q): session, prepared = %v, want %v", q, got, want)
 		}
 	}
 }
