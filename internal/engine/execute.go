@@ -71,6 +71,7 @@ func (e *Engine) Ready(ctx context.Context, p *Plan) error {
 func (p *Plan) Begin() {
 	p.running = true
 	p.began = time.Now()
+	p.floor = p.knownFloor()
 	p.Node.Start()
 	p.engine.stats.routed(p.Reason)
 	if p.Write && p.After != AfterCapture {
@@ -123,7 +124,8 @@ func (p *Plan) Finish(err error) {
 // until the monitor has polled it since, or until a capture is recorded.
 func (p *Plan) Served() {
 	if !p.Write {
-		p.pos.readFrom(p.Node, time.Now().UnixNano())
+		p.servedAt = time.Now().UnixNano()
+		p.pos.readFrom(p.Node, p.servedAt)
 	}
 }
 

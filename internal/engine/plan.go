@@ -91,6 +91,9 @@ type Plan struct {
 	atLeast      lsn.LSN // a Latest read's primary position, and when it was taken
 	atLeastAt    int64
 	began        time.Time // when Begin sent it, for the node's latency
+	need         lsn.LSN   // the session's position when the plan was bound
+	floor        lsn.LSN   // what the read's snapshot is known to include (Begin)
+	servedAt     int64     // unix nanoseconds its first row arrived (Served)
 }
 
 // Options are what a caller asks of routing (the root package keeps them
@@ -132,8 +135,12 @@ func (e *Engine) bind(p *Plan, o *Options, c *topology.Cluster) {
 	e.adopt(s)
 	*p = Plan{engine: e, opts: o, Cluster: c, plain: p.plain, pos: s.position(c.Key())}
 	verify(p.pos, c)
+	p.need = p.pos.LSN()
 	if s != e.global {
 		p.global = e.global.position(c.Key())
+		if o.Global {
+			p.need = max(p.need, p.global.LSN())
+		}
 	}
 }
 
