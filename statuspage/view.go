@@ -94,6 +94,9 @@ func (p *Page) view(st Status, nonce, urlPath string) view {
 		top = max(top, c)
 	}
 	for r, c := range st.Routes.ByReason {
+		if c == 0 {
+			continue
+		}
 		row := reasonRow{Reason: r, Count: c, Target: "primary"}
 		if m, ok := reasons[r]; ok {
 			row.Target, row.Meaning = m[0], m[1]
