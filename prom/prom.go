@@ -1,6 +1,7 @@
 // Package prom exports switchyard's statistics as Prometheus metrics: a
 // collector for anything that has a Stats method returning a stats.Stats (a
-// *switchyard.DB, the *sql.DB front's DB, the switchyard proxy), and an
+// *switchyard.DB, also the one behind a stdlib *sql.DB, or the switchyard
+// proxy), and an
 // http.Handler serving them with the Go runtime's and the process's metrics
 // for a /metrics endpoint.
 //

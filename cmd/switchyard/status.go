@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -197,13 +198,18 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if ctx.Err() != nil {
 			return nil
 		}
-		// Clear the screen and draw again, as watch(1) does.
-		fmt.Fprint(stdout, "\x1b[H\x1b[2J")
-		fmt.Fprintf(stdout, "Every %v: switchyard status\n\n", watch.every)
+		// Clear the screen and draw again, as watch(1) does, in one write:
+		// no half-drawn frame.
+		var frame bytes.Buffer
+		frame.WriteString("\x1b[H\x1b[2J")
+		fmt.Fprintf(&frame, "Every %v: switchyard status\n\n", watch.every)
 		if err != nil {
-			fmt.Fprintf(stdout, "switchyard: %v\n", err)
+			fmt.Fprintf(&frame, "switchyard: %v\n", err)
 		} else {
-			printStatus(stdout, st, from, *events)
+			printStatus(&frame, st, from, *events)
+		}
+		if _, err := stdout.Write(frame.Bytes()); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():

@@ -216,7 +216,8 @@ func TestStatus(t *testing.T) {
 		watchDone <- run(wctx, []string{"status", "--admin", addr, "--watch", "200ms"}, &wout, io.Discard)
 	}()
 	const clear = "\x1b[H\x1b[2J"
-	frames := waitOutput(t, &wout, regexp.MustCompile(`(?s)`+regexp.QuoteMeta(clear)+`(.*?)`+regexp.QuoteMeta(clear)+`(.*?ERRORS\n(?:.+\n){3})`), "two frames of --watch")
+	// Each frame is one write: once the second has begun, it is whole.
+	frames := waitOutput(t, &wout, regexp.MustCompile(`(?s)`+regexp.QuoteMeta(clear)+`(.*?)`+regexp.QuoteMeta(clear)+`(.+?)(?:`+regexp.QuoteMeta(clear)+`|$)`), "two frames of --watch")
 	stopWatch()
 	if code := <-watchDone; code != 0 {
 		t.Errorf("--watch: exit %d after Ctrl-C", code)
