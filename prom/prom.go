@@ -1,9 +1,8 @@
 // Package prom exports switchyard's statistics as Prometheus metrics: a
 // collector for anything that has a Stats method returning a stats.Stats (a
 // *switchyard.DB, also the one behind a stdlib *sql.DB, or the switchyard
-// proxy), and an
-// http.Handler serving them with the Go runtime's and the process's metrics
-// for a /metrics endpoint.
+// proxy), and an http.Handler serving them with the Go runtime's and the
+// process's metrics for a /metrics endpoint.
 //
 //	db, err := switchyard.Open(ctx, cfg)
 //	...
