@@ -29,6 +29,7 @@ Usage:
   switchyard demo             run a mixed workload through switchyard on a throwaway lab
   switchyard compare [flags]  one workload through a naive, a sticky and switchyard's router
   switchyard proxy [flags]    serve the PostgreSQL protocol: any language's clients get switchyard's routing
+  switchyard status [flags]   each server's role, state, lag and position, once or --watch
   switchyard help [command]   show help for a command
 
 Run "switchyard lab --help" or "switchyard demo --help" for their flags.
@@ -87,6 +88,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return compareCommand(ctx, rest, stdout, stderr)
 	case "proxy":
 		return proxyCommand(ctx, rest, stdout, stderr)
+	case "status":
+		return statusCommand(ctx, rest, stdout, stderr)
 	default:
 		return usageErrorf("unknown command %q (try \"switchyard help\")", cmd)
 	}
