@@ -232,7 +232,7 @@ func (db *DB) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnName
 	db.engine.PlanWrite(&p, optsFrom(ctx), db.cluster)
 	var count int64
 	err := db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
-		count, err = db.pool(p.Node).CopyFrom(ctx, tableName, columnNames, rowSrc)
+		count, err = db.pool(p.Node).CopyFrom(db.traced(ctx, p), tableName, columnNames, rowSrc)
 		return err
 	})
 	p.Finish(err)

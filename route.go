@@ -3,6 +3,9 @@ package switchyard
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/switchyard-db/switchyard/internal/engine"
 )
 
@@ -45,4 +48,53 @@ func (db *DB) traced(ctx context.Context, p *engine.Plan) context.Context {
 		r.Role = RolePrimary
 	}
 	return context.WithValue(ctx, routeKey{}, r)
+}
+
+// routedTx is a transaction whose statements carry route (when a pool has
+// a tracer), as its BEGIN did; so do those of its savepoint transactions.
+type routedTx struct {
+	pgx.Tx
+	route *Route
+}
+
+func (t *routedTx) with(ctx context.Context) context.Context {
+	if t.route == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, routeKey{}, t.route)
+}
+
+func (t *routedTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	inner, err := t.Tx.Begin(t.with(ctx))
+	if err != nil || t.route == nil {
+		return inner, err
+	}
+	return &routedTx{Tx: inner, route: t.route}, nil
+}
+
+func (t *routedTx) Commit(ctx context.Context) error   { return t.Tx.Commit(t.with(ctx)) }
+func (t *routedTx) Rollback(ctx context.Context) error { return t.Tx.Rollback(t.with(ctx)) }
+
+func (t *routedTx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
+	return t.Tx.CopyFrom(t.with(ctx), tableName, columnNames, rowSrc)
+}
+
+func (t *routedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return t.Tx.SendBatch(t.with(ctx), b)
+}
+
+func (t *routedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return t.Tx.Prepare(t.with(ctx), name, sql)
+}
+
+func (t *routedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return t.Tx.Exec(t.with(ctx), sql, args...)
+}
+
+func (t *routedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return t.Tx.Query(t.with(ctx), sql, args...)
+}
+
+func (t *routedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return t.Tx.QueryRow(t.with(ctx), sql, args...)
 }

@@ -63,7 +63,7 @@ func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 // plan keeps the node's counts and the session's position: a committed
 // read-write transaction is a write, a read-only one a read.
 type tx struct {
-	pgx.Tx
+	routedTx
 	db       *DB
 	plan     engine.Plan
 	conn     *pgxpool.Conn
@@ -92,6 +92,7 @@ func (t *tx) begin(ctx context.Context, conn *pgxpool.Conn, opts pgx.TxOptions) 
 		t.plan.Captured(l)
 	}
 	t.Tx, t.conn = inner, conn
+	t.route, _ = ctx.Value(routeKey{}).(*Route)
 	return nil
 }
 
@@ -101,7 +102,7 @@ func (t *tx) Commit(ctx context.Context) error {
 	}
 	var err error
 	if t.plan.ReadOnlyTx {
-		err = t.Tx.Commit(ctx)
+		err = t.Tx.Commit(t.with(ctx))
 	} else {
 		err = t.commit(ctx)
 	}
@@ -113,10 +114,10 @@ func (t *tx) commit(ctx context.Context) error {
 	pg := t.conn.Conn().PgConn()
 	if pg.TxStatus() == 'E' {
 		// A statement failed: PostgreSQL would turn COMMIT into ROLLBACK.
-		t.Tx.Rollback(ctx)
+		t.Tx.Rollback(t.with(ctx))
 		return pgx.ErrTxCommitRollback
 	}
-	tag, err := t.db.engine.Commit(ctx, &t.plan, pg, t.db.lend)
+	tag, err := t.db.engine.Commit(t.with(ctx), &t.plan, pg, t.db.lend)
 	if err == nil && tag.String() == "ROLLBACK" {
 		return pgx.ErrTxCommitRollback
 	}
@@ -127,7 +128,7 @@ func (t *tx) Rollback(ctx context.Context) error {
 	if t.finished {
 		return pgx.ErrTxClosed
 	}
-	err := t.Tx.Rollback(ctx)
+	err := t.Tx.Rollback(t.with(ctx))
 	t.finish(nil)
 	return err
 }

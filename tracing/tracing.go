@@ -29,9 +29,10 @@
 // when a node's pool has a tracer: set the same tracer on every node
 // (ConfigurePool runs for each). It fills it for statements and batches run
 // outside a transaction (a read after a write is a batch: the read and the
-// capture of the session's position) and for a transaction's BEGIN, whose
-// route is the transaction's; the statements inside a transaction and
-// CopyFrom do not carry it yet, and reach the wrapped tracer only.
+// capture of the session's position), for CopyFrom, and for a
+// transaction's BEGIN and statements, which carry the transaction's route.
+// A read-write transaction's COMMIT goes with the query that makes its
+// outcome knowable, on the connection directly, so no tracer sees it.
 package tracing
 
 import (

@@ -1,13 +1,17 @@
-// Command switchyard runs a local PostgreSQL primary with lagging streaming
-// replicas for development (switchyard lab up) and a demonstration of
-// switchyard's routing on such a cluster (switchyard demo).
+// Command switchyard runs switchyard's PostgreSQL proxy (switchyard proxy),
+// shows a cluster's servers as switchyard sees them (switchyard status), and
+// runs a local PostgreSQL primary with lagging streaming replicas for
+// development (switchyard lab up), a demonstration of switchyard's routing
+// on such a cluster (switchyard demo) and side-by-side comparisons
+// (switchyard compare).
 //
 // Usage:
 //
-//	switchyard lab up [--replicas N] [--lag DURATION] [--port P] [--dir DIR]
+//	switchyard lab up [--replicas N] [--lag DURATION] [--port P] [--dir DIR] [--status ADDR]
 //	switchyard demo
 //	switchyard compare [flags]
 //	switchyard proxy --primary URL [--replica URL ...] [flags]
+//	switchyard status --primary URL [--replica URL ...] | --connect URL | --admin ADDR [--watch]
 //	switchyard help [COMMAND]
 package main
 
@@ -32,7 +36,7 @@ Usage:
   switchyard status [flags]   each server's role, state, lag and position, once or --watch
   switchyard help [command]   show help for a command
 
-Run "switchyard lab --help" or "switchyard demo --help" for their flags.
+Run "switchyard help COMMAND" for a command's flags.
 `
 
 func main() {

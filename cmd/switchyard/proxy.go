@@ -24,6 +24,9 @@ import (
 	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/proxy"
 	"github.com/switchyard-db/switchyard/internal/topology"
+	"github.com/switchyard-db/switchyard/prom"
+	"github.com/switchyard-db/switchyard/stats"
+	"github.com/switchyard-db/switchyard/statuspage"
 )
 
 const proxyUsage = `Usage: switchyard proxy --primary URL [--replica URL ...] [flags]
@@ -341,7 +344,9 @@ func proxyCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			l.Close()
 			return fmt.Errorf("proxy: --admin %s: %w", st.Admin, err)
 		}
-		admin = &http.Server{Handler: adminHandler(e, srv), ReadHeaderTimeout: 10 * time.Second}
+		h, closePage := adminHandler(e)
+		defer closePage()
+		admin = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(al)
 		log.Info("switchyard proxy: admin", "addr", al.Addr().String())
 	}
@@ -382,27 +387,31 @@ func defaultProcs() int {
 	return max(1, runtime.NumCPU()/4)
 }
 
-// adminHandler serves the proxy's status (extended by the status page).
-func adminHandler(e *engine.Engine, srv *proxy.Server) http.Handler {
+// engineSource is the proxy engine as the status page and the metrics
+// see it.
+type engineSource struct{ e *engine.Engine }
+
+func (s engineSource) Stats() stats.Stats { return s.e.Snapshot() }
+
+// adminHandler serves the proxy's status page (at /, its JSON at
+// /status.json), its Prometheus metrics at /metrics, /healthz (200 while
+// the primary answers) and pprof; close stops the page's sampling.
+func adminHandler(e *engine.Engine) (h http.Handler, close func() error) {
+	src := engineSource{e}
+	page := statuspage.Handler(src, statuspage.Always(), statuspage.Title("switchyard proxy"))
 	mux := http.NewServeMux()
+	mux.Handle("/", page)
+	mux.Handle("/metrics", prom.Handler(src))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/stats", func(w http.ResponseWriter, r *http.Request) {
-		st := e.Stats()
-		for i, n := range st.Routed {
-			fmt.Fprintf(w, "%s %d\n", engine.Reason(i), n)
-		}
-		fmt.Fprintf(w, "check_passed %d\ncheck_failed %d\nretried %d\n", st.CheckPassed, st.CheckFailed, st.Retried)
-		for _, n := range e.Nodes() {
-			fmt.Fprintf(w, "node %s %s healthy=%v routed=%d inflight=%d pos=%s\n", n.Name, n.Role(), n.Healthy(), n.Routed(), n.InFlight(), n.Position())
-		}
-	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if e.Clusters()[0].Primary().Healthy() {
-			fmt.Fprintln(w, "ok")
-			return
+		for _, c := range e.Clusters() {
+			if !c.Primary().Healthy() {
+				http.Error(w, "no primary: "+c.Primary().Name+" is down", http.StatusServiceUnavailable)
+				return
+			}
 		}
-		http.Error(w, "no primary", http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "ok")
 	})
-	return mux
+	return mux, page.Close
 }
