@@ -17,6 +17,7 @@ type analysis struct {
 
 	partial  bool // some statement has a shape the walker does not follow
 	locking  bool // a locking clause was seen
+	sampled  bool // TABLESAMPLE without REPEATABLE was seen
 	kindLock bool // the kind scanner saw FOR UPDATE and the like
 
 	effects    Effect // of the statements finished so far
@@ -148,6 +149,7 @@ func (a *analysis) merge(b *analysis) {
 	a.funcs = append(a.funcs, b.funcs...)
 	a.partial = true
 	a.locking = a.locking || b.locking
+	a.sampled = a.sampled || b.sampled
 	a.kindLock = a.kindLock || b.kindLock
 	a.effects |= b.effects
 }
@@ -168,7 +170,7 @@ func (a *analysis) table(r *relRef) (t Table, ok bool) {
 func (a *analysis) statement(kind Kind, statements int) *Statement {
 	st := &Statement{
 		Kind: kind, Statements: statements, Partial: a.partial || kind == Unknown,
-		Locking: a.locking || (a.partial && a.kindLock), Effects: a.effects,
+		Locking: a.locking || (a.partial && a.kindLock), Sampled: a.sampled, Effects: a.effects,
 		TxAccess: a.access, TxIsolation: a.isolation, TxDeferrable: a.deferrable,
 	}
 	tabs := a.tables[:0]

@@ -379,6 +379,22 @@ func TestAnalyzeTransactionModes(t *testing.T) {
 	}
 }
 
+func TestAnalyzeSampled(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT * FROM t TABLESAMPLE SYSTEM (10)":                            true,
+		"SELECT * FROM t tablesample bernoulli (5) WHERE a > 1":              true,
+		"SELECT * FROM t TABLESAMPLE SYSTEM (10) REPEATABLE (42)":            false,
+		"SELECT * FROM u, (SELECT * FROM t TABLESAMPLE SYSTEM (1)) s":        true,
+		"WITH s AS (SELECT * FROM t TABLESAMPLE SYSTEM (1)) SELECT * FROM s": true,
+		"SELECT 'TABLESAMPLE' FROM t":                                        false,
+		"SELECT * FROM t":                                                    false,
+	} {
+		if got := Analyze(sql).Sampled; got != want {
+			t.Errorf("Analyze(%q).Sampled = %v, want %v", sql, got, want)
+		}
+	}
+}
+
 func TestAnalyzeCountsAndLocking(t *testing.T) {
 	for _, tc := range []struct {
 		sql        string

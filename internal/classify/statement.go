@@ -32,6 +32,9 @@ type Statement struct {
 	// Locking reports a locking clause (FOR UPDATE, FOR NO KEY UPDATE,
 	// FOR SHARE, FOR KEY SHARE) anywhere in the text.
 	Locking bool
+	// Sampled reports TABLESAMPLE without REPEATABLE anywhere in the
+	// text: its rows may differ from one run to the next.
+	Sampled bool
 
 	// Effects says what the text does to the transaction and the session.
 	// For several statements it is the union of theirs.

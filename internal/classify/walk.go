@@ -858,7 +858,9 @@ func (s *scanner) tablesample() {
 	s.group(groupPlain)
 	if s.accept(kwRepeatable) {
 		s.group(groupPlain)
+		return
 	}
+	s.an.sampled = true
 }
 
 // target walks the target of INSERT, UPDATE, DELETE or MERGE: [ONLY] name
