@@ -309,18 +309,23 @@ func (c *Cluster) pick(min lsn.LSN, maxLag time.Duration) *Node {
 // differences of a fraction of a millisecond are noise.
 const rttFloor = time.Millisecond
 
+// rttSpread is how many times longer one replica's round trip must be than
+// another's to count: polls on a busy machine vary by as much.
+const rttSpread = 2
+
 // better reports whether a read should go to a rather than b. Replicas
-// equally near (both within rttFloor) compare by reads in flight per unit
-// of weight, a winning ties (a was drawn by weight, so idle replicas share
-// by weight). Otherwise the reads in flight, one more, are weighed by the
-// round trip: a replica slowed by the network or its disk gets reads only
-// when the near ones are that many times busier.
+// about equally near (round trips within rttSpread of each other, or both
+// within rttFloor) compare by reads in flight per unit of weight, a winning
+// ties: a was drawn by weight, so idle replicas share reads by weight.
+// Otherwise the reads in flight, one more, are weighed by the round trip: a
+// replica slowed by the network or its disk gets reads only when the near
+// ones are that many times busier.
 func better(a, b *Node) bool {
 	ra, rb := max(a.RTT(), rttFloor), max(b.RTT(), rttFloor)
-	if ra == rb {
+	if ra <= rttSpread*rb && rb <= rttSpread*ra {
 		return a.InFlight()*b.weight <= b.InFlight()*a.weight
 	}
-	return (a.InFlight()+1)*int64(ra/time.Microsecond)*b.weight <= (b.InFlight()+1)*int64(rb/time.Microsecond)*a.weight
+	return (a.InFlight()+1)*int64(ra/time.Microsecond) <= (b.InFlight()+1)*int64(rb/time.Microsecond)
 }
 
 // weighted returns the eligible replica, other than not, in whose share of

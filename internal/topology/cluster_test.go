@@ -414,3 +414,20 @@ func TestPickReplicaSlow(t *testing.T) {
 		t.Errorf("with 250 reads in flight on the near replica, the pick was %s", n.Name)
 	}
 }
+
+// TestPickReplicaWeightsOverNoise: replicas whose round trips differ by
+// less than rttSpread (a busy machine's polls), idle, share reads by
+// weight.
+func TestPickReplicaWeightsOverNoise(t *testing.T) {
+	nodes := []*Node{NewNode("p", 0, 1), NewNode("r1", 1, 1), NewNode("r2", 2, 3)}
+	c := NewCluster("test", 0, nodes)
+	nodes[1].ObserveRTT(1200 * time.Microsecond)
+	nodes[2].ObserveRTT(1900 * time.Microsecond)
+	counts := map[*Node]int{}
+	for range 40000 {
+		counts[c.PickReplica(0)]++
+	}
+	if share := float64(counts[nodes[2]]) / 40000; share < 0.72 || share > 0.78 {
+		t.Errorf("weights 1:3 with round trips of 1.2 and 1.9 ms: shares %d and %d", counts[nodes[1]], counts[nodes[2]])
+	}
+}
