@@ -251,3 +251,80 @@ func BenchmarkLatest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkQueryCache measures a query cache's miss and hit against the
+// same point read without a cache, interleaved op by op: a miss (the read
+// runs, its row is copied and kept) and a hit (a cache holding every row). It reports the median, over blocks of 100, of
+// the ratio of each to the uncached read, the hit's time, and each arm's
+// allocations per read.
+func BenchmarkQueryCache(b *testing.B) {
+	db, _, _ := benchSetup(b)
+	ctx := context.Background()
+	const sql = "SELECT name FROM bench WHERE id = $1"
+	uncached := func(ctx context.Context, id int) error {
+		var name string
+		return db.QueryRow(ctx, sql, id).Scan(&name)
+	}
+	// A cache of one entry: each read (of the next id) misses, runs, and
+	// is kept in place of the one before.
+	cold := switchyard.WithQueryCacheLimits(ctx, switchyard.QueryCacheLimits{Entries: 1})
+	miss := func(_ context.Context, id int) error { return uncached(cold, id) }
+	warm := switchyard.WithQueryCacheLimits(ctx, switchyard.QueryCacheLimits{Entries: 2000})
+	for id := 1; id <= 1000; id++ {
+		if err := uncached(warm, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	hits := db.Stats().QueryCache.Hits
+	if err := uncached(warm, 1); err != nil || db.Stats().QueryCache.Hits != hits+1 {
+		b.Fatalf("the warm cache does not serve (%v)", err)
+	}
+	hit := func(_ context.Context, id int) error { return uncached(warm, id) }
+	const block = 100
+	timed := func(read func(context.Context, int) error, id int) time.Duration {
+		t0 := time.Now()
+		if err := read(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	allocs := func(read func(context.Context, int) error) float64 {
+		id := 0
+		return testing.AllocsPerRun(200, func() {
+			id++
+			if err := read(ctx, id%1000+1); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+	aUncached, aMiss, aHit := allocs(uncached), allocs(miss), allocs(hit)
+	var missRatios, hitRatios []float64
+	var tUncached, tMiss, tHit, hitTotal time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		id := i%1000 + 1
+		order := []func(context.Context, int) error{uncached, miss, hit}
+		times := []*time.Duration{&tUncached, &tMiss, &tHit}
+		for k := range order { // rotate which arm goes first
+			j := (k + i) % 3
+			*times[j] += timed(order[j], id)
+		}
+		if i%block == 0 {
+			missRatios = append(missRatios, float64(tMiss)/float64(tUncached))
+			hitRatios = append(hitRatios, float64(tHit)/float64(tUncached))
+			hitTotal += tHit
+			tUncached, tMiss, tHit = 0, 0, 0
+		}
+	}
+	if len(missRatios) > 0 {
+		slices.Sort(missRatios)
+		slices.Sort(hitRatios)
+		b.ReportMetric(missRatios[len(missRatios)/2], "miss-ratio")
+		b.ReportMetric(hitRatios[len(hitRatios)/2], "hit-ratio")
+		b.ReportMetric(float64(hitTotal.Nanoseconds())/float64(len(hitRatios)*block), "hit-ns")
+	}
+	b.ReportMetric(aUncached, "uncached-allocs/read")
+	b.ReportMetric(aMiss, "miss-allocs/read")
+	b.ReportMetric(aHit, "hit-allocs/read")
+}

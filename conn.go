@@ -23,6 +23,7 @@ type Conn struct {
 	conn     *pgxpool.Conn
 	plan     engine.Plan // Acquire's
 	released bool
+	wrote    context.Context // Acquire's, with a query cache: emptied at Release
 }
 
 // Acquire takes a connection to the primary out of its pool, waiting for a
@@ -32,6 +33,10 @@ func (db *DB) Acquire(ctx context.Context) (*Conn, error) {
 		return nil, ErrClosed
 	}
 	c := &Conn{db: db}
+	if cacheFrom(ctx) != nil {
+		db.wrote(ctx)
+		c.wrote = ctx
+	}
 	db.engine.PlanWrite(&c.plan, optsFrom(ctx), db.cluster)
 	c.plan.Reason = engine.ReasonPinned
 	err := db.engine.Do(ctx, &c.plan, func(p *engine.Plan) (err error) {
@@ -64,6 +69,9 @@ func (c *Conn) Release() {
 	c.released = true
 	c.conn.Release()
 	c.plan.Finish(nil)
+	if c.wrote != nil {
+		c.db.wrote(c.wrote)
+	}
 }
 
 // Hijack takes the underlying connection for good: the pool forgets it,
@@ -72,6 +80,9 @@ func (c *Conn) Hijack() *pgx.Conn {
 	c.released = true
 	pc := c.conn.Hijack()
 	c.plan.Finish(nil)
+	if c.wrote != nil {
+		c.db.wrote(c.wrote)
+	}
 	return pc
 }
 
@@ -83,6 +94,9 @@ func (c *Conn) Ping(ctx context.Context) error { return c.conn.Ping(ctx) }
 
 // pinned plans a statement on the held connection.
 func (c *Conn) pinned(ctx context.Context, p *engine.Plan, write bool) {
+	if write {
+		c.db.wrote(ctx)
+	}
 	c.db.engine.PlanPinned(p, optsFrom(ctx), c.plan.Node, write)
 }
 

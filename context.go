@@ -7,20 +7,42 @@ import (
 	"github.com/switchyard-db/switchyard/internal/engine"
 )
 
-// ctxKey carries switchyard's per-context routing options.
+// ctxKey carries switchyard's per-context options.
 type ctxKey struct{}
 
-// optsFrom returns what ctx asks of routing, or nil for nothing. Contexts
-// hold a pointer to an immutable value, so reading it costs one ctx.Value
-// and no allocation.
-func optsFrom(ctx context.Context) *engine.Options {
-	o, _ := ctx.Value(ctxKey{}).(*engine.Options)
+// ctxOptions is what a context asks of switchyard: routing options for the
+// engine and, with WithQueryCache, a query cache. Contexts hold a pointer
+// to an immutable value, so reading both costs one ctx.Value and no
+// allocation.
+type ctxOptions struct {
+	routing engine.Options
+	cache   *queryCache
+}
+
+func fromCtx(ctx context.Context) *ctxOptions {
+	o, _ := ctx.Value(ctxKey{}).(*ctxOptions)
 	return o
 }
 
-func withOpts(ctx context.Context, f func(*engine.Options)) context.Context {
-	var o engine.Options
-	if old := optsFrom(ctx); old != nil {
+// optsFrom returns what ctx asks of routing, or nil for nothing.
+func optsFrom(ctx context.Context) *engine.Options {
+	if o := fromCtx(ctx); o != nil {
+		return &o.routing
+	}
+	return nil
+}
+
+// cacheFrom returns ctx's query cache, or nil.
+func cacheFrom(ctx context.Context) *queryCache {
+	if o := fromCtx(ctx); o != nil {
+		return o.cache
+	}
+	return nil
+}
+
+func withOpts(ctx context.Context, f func(*ctxOptions)) context.Context {
+	var o ctxOptions
+	if old := fromCtx(ctx); old != nil {
 		o = *old
 	}
 	f(&o)
@@ -32,7 +54,7 @@ func withOpts(ctx context.Context, f func(*engine.Options)) context.Context {
 // every session (say, right before an irreversible decision), or for code
 // that keeps session state such as temporary tables across calls.
 func Primary(ctx context.Context) context.Context {
-	return withOpts(ctx, func(o *engine.Options) { o.Primary = true })
+	return withOpts(ctx, func(o *ctxOptions) { o.routing.Primary = true })
 }
 
 // WithSession returns a context that carries a new causal session: every
@@ -41,7 +63,7 @@ func Primary(ctx context.Context) context.Context {
 // request, user, or job. A session is safe for concurrent use.
 func WithSession(ctx context.Context) context.Context {
 	s := engine.NewSession()
-	return withOpts(ctx, func(o *engine.Options) { o.Session = s })
+	return withOpts(ctx, func(o *ctxOptions) { o.routing.Session = s })
 }
 
 // MaxStaleness returns a context whose reads accept data up to d old: any
@@ -49,7 +71,7 @@ func WithSession(ctx context.Context) context.Context {
 // do. Such reads neither need nor advance the session's position. d <= 0
 // removes the relaxation.
 func MaxStaleness(ctx context.Context, d time.Duration) context.Context {
-	return withOpts(ctx, func(o *engine.Options) { o.MaxStaleness = max(d, 0) })
+	return withOpts(ctx, func(o *ctxOptions) { o.routing.MaxStaleness = max(d, 0) })
 }
 
 // Latest returns a context whose reads see every transaction committed
@@ -65,7 +87,7 @@ func MaxStaleness(ctx context.Context, d time.Duration) context.Context {
 // where a read is large: the primary answers a small query instead. See
 // docs/consistency.md.
 func Latest(ctx context.Context) context.Context {
-	return withOpts(ctx, func(o *engine.Options) { o.Latest = true })
+	return withOpts(ctx, func(o *ctxOptions) { o.routing.Latest = true })
 }
 
 // WithToken returns a context carrying a new session that starts at the
@@ -82,7 +104,7 @@ func WithToken(ctx context.Context, token string) (context.Context, error) {
 	if err != nil {
 		return ctx, err
 	}
-	return withOpts(ctx, func(o *engine.Options) { o.Session = s }), nil
+	return withOpts(ctx, func(o *ctxOptions) { o.routing.Session = s }), nil
 }
 
 // Token returns the position of ctx's session (or, without one, of the DB)

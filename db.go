@@ -28,6 +28,10 @@ type DB struct {
 	tracing bool            // a pool has a tracer: contexts carry routes (RouteOf)
 	conns   []conntrack.Set // by topology.Node.Index: to interrupt a hung replica's reads
 
+	id       uint64 // tells this DB's query cache entries from other DBs'
+	catalogs catalogState
+	qcStats  queryCacheStats
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
@@ -76,7 +80,7 @@ func Connect(ctx context.Context, connString string) (*DB, error) {
 func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config) (*DB, error) {
 	cluster, secrets := connstr.Cluster("default", nodes, discover)
 	byName := map[string]*pgxpool.Config{}
-	db := &DB{latest: cfg.Latest}
+	db := &DB{latest: cfg.Latest, id: dbIDs.Add(1)}
 	for _, n := range nodes {
 		byName[n.Name] = n.Config
 		if n.Config.ConnConfig.Tracer != nil {

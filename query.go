@@ -31,8 +31,14 @@ func hasOptions(args []any) bool {
 // plan plans a statement outside a transaction: a pure read as a read, the
 // rest as a write.
 func (db *DB) plan(ctx context.Context, p *engine.Plan, sql string, args []any) error {
+	return db.planKnown(ctx, p, db.isRead(sql), args)
+}
+
+// planKnown is plan for a statement already classified.
+func (db *DB) planKnown(ctx context.Context, p *engine.Plan, read bool, args []any) error {
 	o := optsFrom(ctx)
-	if !db.isRead(sql) {
+	if !read {
+		db.wrote(ctx)
 		db.engine.PlanWrite(p, o, db.cluster)
 		return nil
 	}
@@ -70,6 +76,9 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	})
 	h.release()
 	p.Finish(err)
+	if p.Write {
+		db.wrote(ctx)
+	}
 	return tag, err
 }
 
@@ -184,21 +193,42 @@ func captured(p *engine.Plan, br pgx.BatchResults) {
 // waits for the first row (or the end of the result) before returning, so
 // that a replica that died is noticed while nothing has reached the caller
 // and the read can be run again elsewhere.
+//
+// With a query cache in ctx (WithQueryCache), a read may be answered from
+// it, without a round trip.
 func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	r, err := db.query(ctx, sql, args)
+	if qc := cacheFrom(ctx); qc != nil {
+		hit, r, err := db.cachedQuery(ctx, qc, sql, args)
+		switch {
+		case err != nil:
+			return errRows(err), err
+		case hit != nil:
+			return hit, nil
+		}
+		return r, nil
+	}
+	r, err := db.query(ctx, sql, args, nil)
 	if err != nil {
 		return errRows(err), err
 	}
 	return r, nil
 }
 
-func (db *DB) query(ctx context.Context, sql string, args []any) (*rows, error) {
+// query runs sql; c, if not nil, copies a read's rows for a query cache.
+func (db *DB) query(ctx context.Context, sql string, args []any, c *capture) (*rows, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
 	r := &rows{}
-	if err := db.plan(ctx, &r.plan, sql, args); err != nil {
+	if err := db.planKnown(ctx, &r.plan, c != nil || db.isRead(sql), args); err != nil {
 		return nil, err
+	}
+	if r.plan.Write {
+		if cacheFrom(ctx) != nil {
+			r.wrote, r.db = ctx, db
+		}
+	} else {
+		r.capture = c
 	}
 	err := db.engine.Do(ctx, &r.plan, func(p *engine.Plan) error {
 		c, err := r.conn.acquire(ctx, db, p)
@@ -216,7 +246,17 @@ func (db *DB) query(ctx context.Context, sql string, args []any) (*rows, error) 
 
 // QueryRow runs sql as Query does and returns its first row.
 func (db *DB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	r, err := db.query(ctx, sql, args)
+	if qc := cacheFrom(ctx); qc != nil {
+		hit, r, err := db.cachedQuery(ctx, qc, sql, args)
+		switch {
+		case err != nil:
+			return errRow{err}
+		case hit != nil:
+			return cachedRow{hit}
+		}
+		return (*row)(r)
+	}
+	r, err := db.query(ctx, sql, args, nil)
 	if err != nil {
 		return errRow{err}
 	}
@@ -229,6 +269,8 @@ func (db *DB) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnName
 		return 0, ErrClosed
 	}
 	var p engine.Plan
+	db.wrote(ctx)
+	defer db.wrote(ctx)
 	db.engine.PlanWrite(&p, optsFrom(ctx), db.cluster)
 	var count int64
 	err := db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
@@ -249,6 +291,9 @@ type rows struct {
 	batch    pgx.BatchResults // the batch the rows came in, if any
 	peeked   bool             // Next has been called once by Query and returned true
 	finished bool
+	capture  *capture        // a read's rows are copied for a query cache
+	wrote    context.Context // a write's context, with a query cache: emptied when it ends
+	db       *DB             // with wrote
 }
 
 // start runs the statement on q as r.plan says. A read's first row is
@@ -257,6 +302,9 @@ type rows struct {
 func (r *rows) start(ctx context.Context, q queryer, sql string, args []any) error {
 	p := &r.plan
 	r.Rows, r.batch, r.peeked, r.finished = nil, nil, false, false
+	if r.capture != nil {
+		r.capture.reset()
+	}
 	if p.Before == engine.BeforeNone && p.After == engine.AfterNone {
 		inner, err := q.Query(ctx, sql, args...)
 		if err != nil {
@@ -285,6 +333,9 @@ func (r *rows) peek() error {
 	if r.Rows.Next() {
 		r.peeked = true
 		r.plan.Served()
+		if r.capture != nil {
+			r.capture.row(r.Rows)
+		}
 		return nil
 	}
 	if err := r.Rows.Err(); err != nil {
@@ -296,6 +347,9 @@ func (r *rows) peek() error {
 		return err
 	}
 	r.plan.Served()
+	if r.capture != nil {
+		r.capture.done = true
+	}
 	r.finish() // an empty result
 	return nil
 }
@@ -306,13 +360,27 @@ func (r *rows) Next() bool {
 		return true
 	}
 	if r.Rows.Next() {
+		if r.capture != nil {
+			r.capture.row(r.Rows)
+		}
 		return true
+	}
+	if r.capture != nil {
+		r.capture.done = r.Rows.Err() == nil
 	}
 	r.finish()
 	return false
 }
 
 func (r *rows) Close() {
+	if c := r.capture; c != nil && !r.finished && !c.failed {
+		// Closing reads the rest of the result anyway: copy it, so that a
+		// QueryRow's single row (or a result closed early) is kept too.
+		for !c.failed && r.Rows.Next() {
+			c.row(r.Rows)
+		}
+		c.done = !c.failed && r.Rows.Err() == nil
+	}
 	r.Rows.Close()
 	r.finish()
 }
@@ -333,6 +401,16 @@ func (r *rows) finish() {
 	}
 	r.conn.release()
 	r.plan.Finish(err)
+	if c := r.capture; c != nil {
+		if err == nil {
+			c.keep(r.Rows, r.plan.Seen())
+		}
+		r.capture = nil
+		c.release()
+	}
+	if r.wrote != nil {
+		r.db.wrote(r.wrote)
+	}
 }
 
 // row is what QueryRow returns: the rows of the query, whose Scan reads the
@@ -398,6 +476,9 @@ func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		}
 	}
 	o := optsFrom(ctx)
+	if !read {
+		db.wrote(ctx)
+	}
 	if read {
 		res.plan.Plain()
 		db.engine.PlanRead(ctx, &res.plan, o, db.cluster)
@@ -518,6 +599,9 @@ func (b *batchResults) Close() error {
 		b.plan.Finish(errBatchFailed)
 	} else {
 		b.plan.Finish(err)
+	}
+	if b.plan.Write {
+		b.db.wrote(b.ctx)
 	}
 	return err
 }

@@ -11,6 +11,9 @@ type Stats = stats.Stats
 // failure is counted again, where it went, and once in Retried.
 type RouteStats = stats.RouteStats
 
+// QueryCacheStats counts reads run with a query cache (WithQueryCache).
+type QueryCacheStats = stats.QueryCacheStats
+
 // NodeStats describes one server.
 type NodeStats = stats.NodeStats
 
@@ -30,5 +33,8 @@ func (db *DB) Stats() Stats {
 	for i, n := range db.engine.Nodes() {
 		s.Nodes[i].Pool = db.pool(n).Stat()
 	}
+	q := &db.qcStats
+	s.QueryCache = stats.QueryCacheStats{Hits: q.hits.Load(), Misses: q.misses.Load(), Skipped: q.skipped.Load(),
+		NotKept: q.notKept.Load(), Cleared: q.cleared.Load()}
 	return s
 }

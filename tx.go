@@ -40,6 +40,10 @@ func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 		opts.IsoLevel = pgx.RepeatableRead
 	}
 	t := &tx{db: db, owned: true}
+	if !readOnly && cacheFrom(ctx) != nil {
+		db.wrote(ctx)
+		t.wrote = ctx
+	}
 	db.engine.PlanTx(ctx, &t.plan, optsFrom(ctx), db.cluster, readOnly, opts.IsoLevel == pgx.Serializable)
 	err := db.engine.Do(ctx, &t.plan, func(p *engine.Plan) error {
 		conn, err := db.pool(p.Node).Acquire(ctx)
@@ -69,6 +73,7 @@ type tx struct {
 	conn     *pgxpool.Conn
 	owned    bool // conn goes back to the pool at the end (else it is a Conn's)
 	finished bool
+	wrote    context.Context // a read-write transaction's, with a query cache: emptied at its end
 }
 
 var _ pgx.Tx = (*tx)(nil)
@@ -147,6 +152,9 @@ func (t *tx) finish(err error) {
 		t.plan.Served()
 	}
 	t.plan.Finish(err)
+	if t.wrote != nil {
+		t.db.wrote(t.wrote)
+	}
 }
 
 // TxOption adjusts a transaction run by Atomic.

@@ -140,3 +140,37 @@ func Example_backgroundJob() {
 	// request: 202
 	// job sees order 1 paid
 }
+
+// With QueryCache, each request reads a row it needs in several places
+// (the current user, say: for the page, its menu and its permission
+// checks) once: the repeats come from the request's cache, and a write
+// the request makes empties it.
+func ExampleQueryCache() {
+	ctx := context.Background()
+	db := openLab(ctx)
+	defer db.Close()
+
+	currentUser := func(r *http.Request) (name, role string) {
+		if err := db.QueryRow(r.Context(), "SELECT name, role FROM example_users WHERE id = $1", 7).Scan(&name, &role); err != nil {
+			log.Fatal(err)
+		}
+		return name, role
+	}
+	handler := httpsession.Middleware(db, httpsession.QueryCache())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var name, role string
+		for range 6 { // the page, its menu, four permission checks
+			name, role = currentUser(r)
+		}
+		fmt.Fprintln(w, name, role)
+	}))
+
+	before := db.Stats().QueryCache
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	after := db.Stats().QueryCache
+	fmt.Print("page: ", rec.Body.String())
+	fmt.Println("round trips:", after.Misses-before.Misses, "from the cache:", after.Hits-before.Hits)
+	// Output:
+	// page: Ada admin
+	// round trips: 1 from the cache: 5
+}

@@ -122,6 +122,8 @@ type config struct {
 
 	onBadToken func(*http.Request, error)
 	onError    func(*http.Request, error)
+
+	queryCache *switchyard.QueryCacheLimits // nil: none
 }
 
 // CookieName sets the cookie's name (default "switchyard"). An empty name
@@ -187,6 +189,21 @@ func PrimaryPaths(prefixes ...string) Option {
 // primary.
 func PrimaryIf(f func(r *http.Request) bool) Option {
 	return func(c *config) { c.primaryIf = append(c.primaryIf, f) }
+}
+
+// QueryCache gives each request a query cache of its own (see
+// switchyard.WithQueryCache): a handler that reads the same rows several
+// times makes one round trip, and any write it makes empties the cache.
+// limits, if given, bound each request's cache; the default is
+// switchyard's.
+func QueryCache(limits ...switchyard.QueryCacheLimits) Option {
+	return func(c *config) {
+		var l switchyard.QueryCacheLimits
+		if len(limits) > 0 {
+			l = limits[0]
+		}
+		c.queryCache = &l
+	}
 }
 
 // OnBadToken sets a function called when a request carries a token that
@@ -290,6 +307,9 @@ func (m *middleware) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 		}
 	} else {
 		sctx = switchyard.WithSession(ctx)
+	}
+	if m.queryCache != nil {
+		sctx = switchyard.WithQueryCacheLimits(sctx, *m.queryCache)
 	}
 	if m.forcePrimary(r) {
 		sctx = switchyard.Primary(sctx)

@@ -772,3 +772,53 @@ func caughtUp(db *switchyard.DB, target lsn.LSN) bool {
 	}
 	return true
 }
+
+// TestQueryCache: each request has a cache of its own, made with the
+// limits given; a write in the request empties it and the next read sees
+// the write; without the option, nothing is cached.
+func TestQueryCache(t *testing.T) {
+	db := openDB(t)
+	var seen []int
+	var writes bool
+	handler := func(opts ...httpsession.Option) http.Handler {
+		return httpsession.Middleware(db, opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for i := range 3 {
+				var v int
+				if err := db.QueryRow(r.Context(), "SELECT v FROM kv WHERE id = 42").Scan(&v); err != nil {
+					t.Error(err)
+					return
+				}
+				seen = append(seen, v)
+				if writes && i == 1 {
+					if _, err := db.Exec(r.Context(), "UPDATE kv SET v = v + 1 WHERE id = 42"); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}))
+	}
+	serve := func(h http.Handler) switchyard.QueryCacheStats {
+		before := db.Stats().QueryCache
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+		after := db.Stats().QueryCache
+		return switchyard.QueryCacheStats{Hits: after.Hits - before.Hits, Misses: after.Misses - before.Misses, NotKept: after.NotKept - before.NotKept}
+	}
+	cached := handler(httpsession.QueryCache())
+	for i := range 2 {
+		if st := serve(cached); st.Hits != 2 || st.Misses != 1 {
+			t.Errorf("request %d: %+v; want 1 miss, 2 hits (its own cache)", i+1, st)
+		}
+	}
+	if st := serve(handler()); st.Hits != 0 || st.Misses != 0 {
+		t.Errorf("without QueryCache: %+v", st)
+	}
+	tiny := handler(httpsession.QueryCache(switchyard.QueryCacheLimits{ResultBytes: 16}))
+	if st := serve(tiny); st.Hits != 0 || st.NotKept != 3 {
+		t.Errorf("with a 16-byte result limit: %+v; want nothing kept", st)
+	}
+	writes, seen = true, nil
+	serve(cached)
+	if len(seen) != 3 || seen[0] != seen[1] || seen[2] != seen[1]+1 {
+		t.Errorf("reads around the request's write saw %v; want the write in the third", seen)
+	}
+}

@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 func setup(ctx context.Context, c *switchyardtest.Cluster) error {
 	if err := c.Primary().Exec(ctx, `
 		CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-		INSERT INTO kv (id) SELECT g FROM generate_series(1, 100) g;`); err != nil {
+		INSERT INTO kv (id) SELECT g FROM generate_series(1, 100) g;
+		CREATE TABLE example_users (id int PRIMARY KEY, name text NOT NULL, role text NOT NULL);
+		INSERT INTO example_users VALUES (7, 'Ada', 'admin');`); err != nil {
 		return err
 	}
 	return c.WaitReplicas(ctx)

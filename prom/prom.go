@@ -87,6 +87,9 @@ type Collector struct {
 	// Routing, for the whole source.
 	routedByReason, replicaReads, writes, checks, checkFailures, waits *prometheus.Desc
 	retries, atomicRetries, inDoubt, tokensClamped, tokensForeign      *prometheus.Desc
+
+	// Query caches (the library's WithQueryCache).
+	cacheReads, cacheNotKept, cacheCleared *prometheus.Desc
 }
 
 var nodeLabels = []string{"cluster", "node", "role"}
@@ -142,6 +145,9 @@ func NewCollector(src Source, opts ...Option) *Collector {
 		inDoubt:        desc("in_doubt_commits_total", "Commits whose connection failed during COMMIT, by the outcome the primary then told: committed, aborted, or unknown (ErrCommitUnknown).", "outcome"),
 		tokensClamped:  desc("tokens_clamped_total", "Session tokens ahead of the primary (forged, or from a lost timeline), clamped to its position."),
 		tokensForeign:  desc("tokens_foreign_total", "Session tokens from another cluster, ignored."),
+		cacheReads:     desc("query_cache_reads_total", "Reads run with a query cache, by result: hit (answered from the cache), miss (run, to be kept), skipped (cannot be cached: a volatile function, say).", "result"),
+		cacheNotKept:   desc("query_cache_not_kept_total", "Misses whose results were not kept after all: too large, of a type the connections decode their own way, not read to the end, or the cache was emptied meanwhile."),
+		cacheCleared:   desc("query_cache_clears_total", "Times a write emptied a query cache (when it started, and again when it ended)."),
 	}
 }
 
@@ -154,6 +160,7 @@ func (c *Collector) descs() []*prometheus.Desc {
 		c.poolEmptyWaitSeconds, c.poolNewConns, c.poolLifetimeDestroys, c.poolIdleDestroys,
 		c.routedByReason, c.replicaReads, c.writes, c.checks, c.checkFailures, c.waits,
 		c.retries, c.atomicRetries, c.inDoubt, c.tokensClamped, c.tokensForeign,
+		c.cacheReads, c.cacheNotKept, c.cacheCleared,
 	}
 }
 
@@ -189,6 +196,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.inDoubt, r.InDoubtUnknown, "unknown")
 	counter(c.tokensClamped, r.TokensClamped)
 	counter(c.tokensForeign, r.TokensForeign)
+	q := &s.QueryCache
+	counter(c.cacheReads, q.Hits, "hit")
+	counter(c.cacheReads, q.Misses, "miss")
+	counter(c.cacheReads, q.Skipped, "skipped")
+	counter(c.cacheNotKept, q.NotKept)
+	counter(c.cacheCleared, q.Cleared)
 }
 
 func (c *Collector) collectNode(ch chan<- prometheus.Metric, n *stats.NodeStats) {

@@ -23,6 +23,31 @@ type Stats struct {
 	// Events are the latest changes of the servers' state (a node down
 	// or back, a new primary), oldest first.
 	Events []Event
+
+	// QueryCache counts the use of query caches (the library's
+	// WithQueryCache); zero for the proxy.
+	QueryCache QueryCacheStats
+}
+
+// QueryCacheStats counts reads run with a query cache.
+type QueryCacheStats struct {
+	// Hits counts reads answered from a cache, without a round trip.
+	Hits uint64
+	// Misses counts reads that could be cached but were not in the cache
+	// (or were, older than their session had seen since): they ran, and
+	// their results were kept.
+	Misses uint64
+	// Skipped counts reads that cannot be cached: a volatile function, a
+	// locking clause, an argument of a type not compared by value, a
+	// Latest or Primary read, and so on.
+	Skipped uint64
+	// NotKept counts misses whose results were not kept after all: too
+	// large, of a type the connections decode in their own way, not read
+	// to the end, or the cache was emptied by a write meanwhile.
+	NotKept uint64
+	// Cleared counts the times a write emptied a cache (when it started,
+	// and again when it ended).
+	Cleared uint64
 }
 
 // Role is what a server currently is: the primary or a replica.
