@@ -1,6 +1,7 @@
 package switchyard
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,8 +13,9 @@ import (
 	"github.com/switchyard-db/switchyard/internal/engine"
 )
 
-// Config says which servers to use and how. Primary (or ConnString) is
-// required.
+// Config says which servers to use and how: one cluster (Primary and
+// Replicas, or ConnString), or several (Clusters, with Tables and Route to
+// say which statement goes where).
 type Config struct {
 	// Primary is the connection string (a postgres:// URL or libpq's
 	// key=value form) of the server that takes writes.
@@ -35,6 +37,33 @@ type Config struct {
 	// Replicas) a weight of 1 or more: its share of reads relative to the
 	// others. Unset means equal shares.
 	ReplicaWeights []int
+
+	// Clusters, instead of Primary, Replicas and ConnString, lists several
+	// clusters (each a primary with its replicas) for data that lives in
+	// more than one. A statement goes to the cluster OnCluster(ctx) names;
+	// else the one Route returns; else the one Tables gives for every table
+	// it reads or writes (tables of two clusters in one statement are an
+	// error, ErrCrossCluster, and nothing is sent); else DefaultCluster. A
+	// transaction goes to the cluster of its first statement (see
+	// DB.BeginTx), and Atomic with AcrossClusters may span several.
+	Clusters []Cluster
+
+	// Tables maps tables to the names of the clusters that hold them:
+	// "users" (that table in any schema) or "billing.invoices" (in that
+	// schema only, which wins over a bare name). Names are as PostgreSQL
+	// keeps them: lower case unless the table was created with a quoted
+	// name (write "\"Mixed\"" for that).
+	Tables map[string]string
+
+	// DefaultCluster is where statements that touch no table of Tables go:
+	// the first of Clusters if empty.
+	DefaultCluster string
+
+	// Route, if set, picks the cluster of each statement that OnCluster
+	// does not place: a cluster's name, or "" to let Tables and
+	// DefaultCluster decide. It runs for every statement, so it must be
+	// fast; it must not keep st.
+	Route func(ctx context.Context, st Statement) string
 
 	// ConfigurePool, if set, is called with each node's pool configuration
 	// before the pool is made, to set tracers, TLS, pool sizes, hooks. It
@@ -148,4 +177,80 @@ func (c *Config) checkDurations() error {
 		return fmt.Errorf("%w: MonitorInterval %v is negative", ErrConfig, c.MonitorInterval)
 	}
 	return nil
+}
+
+// Cluster is one of several clusters (Config.Clusters): a primary with its
+// streaming replicas, given as in a one-cluster Config.
+type Cluster struct {
+	// Name identifies the cluster in Tables, DefaultCluster, Route,
+	// OnCluster, errors and Stats.
+	Name string
+	// Primary, Replicas and ReplicaWeights are as Config's; or ConnString
+	// lists every server of the cluster, whose roles Open finds.
+	Primary        string
+	Replicas       []string
+	ReplicaWeights []int
+	ConnString     string
+}
+
+// clusterSpec is a validated cluster: its parsed servers.
+type clusterSpec struct {
+	name     string
+	nodes    []connstr.Node
+	discover bool
+}
+
+// clusterSpecs validates the Config and parses every cluster's servers.
+func (c *Config) clusterSpecs() ([]clusterSpec, error) {
+	if len(c.Clusters) == 0 {
+		if len(c.Tables) > 0 || c.DefaultCluster != "" || c.Route != nil {
+			return nil, fmt.Errorf("%w: Tables, DefaultCluster and Route need Clusters", ErrConfig)
+		}
+		nodes, discover, err := c.specs()
+		if err != nil {
+			return nil, err
+		}
+		return []clusterSpec{{name: "default", nodes: nodes, discover: discover}}, nil
+	}
+	if c.Primary != "" || len(c.Replicas) > 0 || len(c.ReplicaWeights) > 0 || c.ConnString != "" {
+		return nil, fmt.Errorf("%w: set either Clusters or Primary, Replicas and ConnString, not both", ErrConfig)
+	}
+	if err := c.checkDurations(); err != nil {
+		return nil, err
+	}
+	var specs []clusterSpec
+	names := map[string]bool{}
+	var all []connstr.Node
+	for i, cl := range c.Clusters {
+		name := strings.TrimSpace(cl.Name)
+		switch {
+		case name == "":
+			return nil, fmt.Errorf("%w: cluster %d has no Name", ErrConfig, i+1)
+		case names[name]:
+			return nil, fmt.Errorf("%w: two clusters are named %q", ErrConfig, name)
+		}
+		names[name] = true
+		one := Config{Primary: cl.Primary, Replicas: cl.Replicas, ReplicaWeights: cl.ReplicaWeights, ConnString: cl.ConnString, ConfigurePool: c.ConfigurePool}
+		nodes, discover, err := one.specs()
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
+		}
+		specs = append(specs, clusterSpec{name: name, nodes: nodes, discover: discover})
+		all = append(all, nodes...)
+	}
+	if err := connstr.CheckDuplicates(all); err != nil {
+		return nil, fmt.Errorf("%w (a server belongs to one cluster)", err)
+	}
+	if c.DefaultCluster != "" && !names[c.DefaultCluster] {
+		return nil, fmt.Errorf("%w: DefaultCluster %q is not one of Clusters", ErrConfig, c.DefaultCluster)
+	}
+	for table, cluster := range c.Tables {
+		if !names[cluster] {
+			return nil, fmt.Errorf("%w: Tables: %q goes to cluster %q, which is not one of Clusters", ErrConfig, table, cluster)
+		}
+		if _, err := parseTableName(table); err != nil {
+			return nil, fmt.Errorf("%w: Tables: %v", ErrConfig, err)
+		}
+	}
+	return specs, nil
 }

@@ -37,9 +37,13 @@ func (db *DB) Acquire(ctx context.Context) (*Conn, error) {
 		db.wrote(ctx)
 		c.wrote = ctx
 	}
-	db.engine.PlanWrite(&c.plan, optsFrom(ctx), db.cluster)
+	at, err := db.placeConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db.engine.PlanWrite(&c.plan, optsFrom(ctx), at)
 	c.plan.Reason = engine.ReasonPinned
-	err := db.engine.Do(ctx, &c.plan, func(p *engine.Plan) (err error) {
+	err = db.engine.Do(ctx, &c.plan, func(p *engine.Plan) (err error) {
 		c.conn, err = db.pool(p.Node).Acquire(ctx)
 		return err
 	})

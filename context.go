@@ -17,6 +17,7 @@ type ctxKey struct{}
 type ctxOptions struct {
 	routing engine.Options
 	cache   *queryCache
+	cluster string // OnCluster's
 }
 
 func fromCtx(ctx context.Context) *ctxOptions {

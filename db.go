@@ -22,14 +22,14 @@ import (
 // concurrent use; make one per process and Close it at the end.
 type DB struct {
 	engine  *engine.Engine
-	cluster *topology.Cluster
+	router  router
 	pools   []*pgxpool.Pool // by topology.Node.Index
 	latest  bool            // Config.Latest
 	tracing bool            // a pool has a tracer: contexts carry routes (RouteOf)
 	conns   []conntrack.Set // by topology.Node.Index: to interrupt a hung replica's reads
 
-	id       uint64 // tells this DB's query cache entries from other DBs'
-	catalogs catalogState
+	id       uint64         // tells this DB's query cache entries from other DBs'
+	catalogs []catalogState // by cluster
 	qcStats  queryCacheStats
 
 	closed    atomic.Bool
@@ -56,11 +56,11 @@ var _ interface {
 // must not be in recovery; replicas that are down or lagging are fine (they
 // join when they come up), and until then reads go to the primary.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
-	nodes, discover, err := cfg.specs()
+	specs, err := cfg.clusterSpecs()
 	if err != nil {
 		return nil, err
 	}
-	return open(ctx, nodes, discover, &cfg)
+	return open(ctx, specs, &cfg)
 }
 
 // Connect opens a DB from one libpq-style connection string that lists
@@ -77,18 +77,23 @@ func Connect(ctx context.Context, connString string) (*DB, error) {
 	return Open(ctx, cfg)
 }
 
-func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config) (*DB, error) {
-	cluster, secrets := connstr.Cluster("default", nodes, discover)
+func open(ctx context.Context, specs []clusterSpec, cfg *Config) (*DB, error) {
 	byName := map[string]*pgxpool.Config{}
 	db := &DB{latest: cfg.Latest, id: dbIDs.Add(1)}
-	for _, n := range nodes {
-		byName[n.Name] = n.Config
-		if n.Config.ConnConfig.Tracer != nil {
-			db.tracing = true
+	var clusters []engine.ClusterSpec
+	var secrets []string
+	for _, cs := range specs {
+		c, s := connstr.Cluster(cs.name, cs.nodes, cs.discover)
+		clusters, secrets = append(clusters, c), append(secrets, s...)
+		for _, n := range cs.nodes {
+			byName[n.Name] = n.Config
+			if n.Config.ConnConfig.Tracer != nil {
+				db.tracing = true
+			}
 		}
 	}
 	e, err := engine.Open(ctx, engine.Config{
-		Clusters:        []engine.ClusterSpec{cluster},
+		Clusters:        clusters,
 		WriteFunctions:  cfg.WriteFunctions,
 		MonitorInterval: cfg.MonitorInterval,
 		ReplicaWait:     cfg.ReplicaWait,
@@ -100,7 +105,8 @@ func open(ctx context.Context, nodes []connstr.Node, discover bool, cfg *Config)
 	if err != nil {
 		return nil, err
 	}
-	db.engine, db.cluster = e, e.Clusters()[0]
+	db.engine, db.router = e, newRouter(cfg, e.Clusters())
+	db.catalogs = make([]catalogState, len(e.Clusters()))
 	db.conns = make([]conntrack.Set, len(e.Nodes()))
 	for _, n := range e.Nodes() {
 		pcfg := byName[n.Name]
@@ -174,12 +180,20 @@ func (db *DB) Close() {
 	})
 }
 
-// Ping checks that the primary answers.
+// Ping checks that the primary (every cluster's) answers.
 func (db *DB) Ping(ctx context.Context) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	return db.pool(db.cluster.Primary()).Ping(ctx)
+	for _, c := range db.router.clusters {
+		if err := db.pool(c.Primary()).Ping(ctx); err != nil {
+			if len(db.router.clusters) > 1 {
+				return fmt.Errorf("cluster %s: %w", c.Name, err)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // pool is node n's connection pool.

@@ -1,6 +1,10 @@
 package switchyard
 
-import "github.com/switchyard-db/switchyard/internal/engine"
+import (
+	"errors"
+
+	"github.com/switchyard-db/switchyard/internal/engine"
+)
 
 // Errors that callers can test for with errors.Is.
 var (
@@ -34,4 +38,11 @@ var (
 	// ErrBadToken reports a token that switchyard did not make: not base64,
 	// a version it does not know, or truncated.
 	ErrBadToken = engine.ErrBadToken
+
+	// ErrCrossCluster reports a statement that touches tables of two
+	// clusters, or one bound for another cluster than its transaction's
+	// (see Config.Clusters): nothing of it was sent anywhere, and a
+	// transaction it was run in is still usable. Use Atomic with
+	// AcrossClusters for a block that must write to several clusters.
+	ErrCrossCluster = errors.New("switchyard: statement crosses clusters")
 )

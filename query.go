@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
 // hasOptions reports whether args start with one of pgx's per-query
@@ -31,24 +32,28 @@ func hasOptions(args []any) bool {
 // plan plans a statement outside a transaction: a pure read as a read, the
 // rest as a write.
 func (db *DB) plan(ctx context.Context, p *engine.Plan, sql string, args []any) error {
-	return db.planKnown(ctx, p, db.isRead(sql), args)
+	at, err := db.place(ctx, sql)
+	if err != nil {
+		return err
+	}
+	return db.planKnown(ctx, p, at.cluster, db.isRead(sql), args)
 }
 
-// planKnown is plan for a statement already classified.
-func (db *DB) planKnown(ctx context.Context, p *engine.Plan, read bool, args []any) error {
+// planKnown is plan for a statement already classified and placed.
+func (db *DB) planKnown(ctx context.Context, p *engine.Plan, c *topology.Cluster, read bool, args []any) error {
 	o := optsFrom(ctx)
 	if !read {
 		db.wrote(ctx)
-		db.engine.PlanWrite(p, o, db.cluster)
+		db.engine.PlanWrite(p, o, c)
 		return nil
 	}
 	if hasOptions(args) {
 		p.Plain()
 	}
 	if db.latest && (o == nil || !o.Primary && o.MaxStaleness == 0) || o != nil && o.Latest {
-		return db.engine.PlanLatest(ctx, p, o, db.cluster, db.lend)
+		return db.engine.PlanLatest(ctx, p, o, c, db.lend)
 	}
-	db.engine.PlanRead(ctx, p, o, db.cluster)
+	db.engine.PlanRead(ctx, p, o, c)
 	return nil
 }
 
@@ -207,20 +212,28 @@ func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		}
 		return r, nil
 	}
-	r, err := db.query(ctx, sql, args, nil)
+	r, err := db.query(ctx, sql, args, nil, nil)
 	if err != nil {
 		return errRows(err), err
 	}
 	return r, nil
 }
 
-// query runs sql; c, if not nil, copies a read's rows for a query cache.
-func (db *DB) query(ctx context.Context, sql string, args []any, c *capture) (*rows, error) {
+// query runs sql on cluster at (nil: where it belongs); c, if not nil,
+// copies a read's rows for a query cache.
+func (db *DB) query(ctx context.Context, sql string, args []any, c *capture, at *topology.Cluster) (*rows, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
+	if at == nil {
+		p, err := db.place(ctx, sql)
+		if err != nil {
+			return nil, err
+		}
+		at = p.cluster
+	}
 	r := &rows{}
-	if err := db.planKnown(ctx, &r.plan, c != nil || db.isRead(sql), args); err != nil {
+	if err := db.planKnown(ctx, &r.plan, at, c != nil || db.isRead(sql), args); err != nil {
 		return nil, err
 	}
 	if r.plan.Write {
@@ -256,7 +269,7 @@ func (db *DB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 		}
 		return (*row)(r)
 	}
-	r, err := db.query(ctx, sql, args, nil)
+	r, err := db.query(ctx, sql, args, nil, nil)
 	if err != nil {
 		return errRow{err}
 	}
@@ -268,12 +281,19 @@ func (db *DB) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnName
 	if db.closed.Load() {
 		return 0, ErrClosed
 	}
+	if len(tableName) == 0 {
+		return 0, errors.New("switchyard: CopyFrom with an empty table name")
+	}
+	at, err := db.placeTable(ctx, tableSchema(tableName), tableName[len(tableName)-1])
+	if err != nil {
+		return 0, err
+	}
 	var p engine.Plan
 	db.wrote(ctx)
 	defer db.wrote(ctx)
-	db.engine.PlanWrite(&p, optsFrom(ctx), db.cluster)
+	db.engine.PlanWrite(&p, optsFrom(ctx), at.cluster)
 	var count int64
-	err := db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
+	err = db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
 		count, err = db.pool(p.Node).CopyFrom(db.traced(ctx, p), tableName, columnNames, rowSrc)
 		return err
 	})
@@ -475,15 +495,19 @@ func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 			break
 		}
 	}
+	at, err := db.placeBatch(ctx, b)
+	if err != nil {
+		return &batchResults{err: err}
+	}
 	o := optsFrom(ctx)
 	if !read {
 		db.wrote(ctx)
 	}
 	if read {
 		res.plan.Plain()
-		db.engine.PlanRead(ctx, &res.plan, o, db.cluster)
+		db.engine.PlanRead(ctx, &res.plan, o, at.cluster)
 	} else {
-		db.engine.PlanWrite(&res.plan, o, db.cluster)
+		db.engine.PlanWrite(&res.plan, o, at.cluster)
 	}
 	if err := db.engine.Do(ctx, &res.plan, res.send); err != nil {
 		return &batchResults{err: err}

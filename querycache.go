@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/internal/classify"
 	"github.com/switchyard-db/switchyard/internal/engine"
+	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
 // QueryCacheLimits bound one query cache (see WithQueryCacheLimits). Zero
@@ -254,18 +255,22 @@ func (db *DB) wrote(ctx context.Context) {
 // usual.
 func (db *DB) cachedQuery(ctx context.Context, qc *queryCache, sql string, args []any) (*cachedRows, *rows, error) {
 	st := db.engine.Classifier().Analyze(sql)
+	at, err := db.place(ctx, sql)
+	if err != nil {
+		return nil, nil, err
+	}
 	if st.Kind != classify.Read {
-		r, err := db.query(ctx, sql, args, nil) // a write: it empties the cache
+		r, err := db.query(ctx, sql, args, nil, at.cluster) // a write: it empties the cache
 		return nil, r, err
 	}
 	o := optsFrom(ctx)
 	c := captures.Get().(*capture)
 	var ok bool
-	c.key, ok = db.cacheKey(c.key[:0], sql, args)
-	if !ok || o != nil && (o.Primary || o.Latest) || !db.cacheableRead(ctx, st) {
+	c.key, ok = db.cacheKey(c.key[:0], at.cluster, sql, args)
+	if !ok || o != nil && (o.Primary || o.Latest) || !db.cacheableRead(ctx, at.cluster, st) {
 		c.release()
 		db.qcStats.skipped.Add(1)
-		r, err := db.query(ctx, sql, args, nil)
+		r, err := db.query(ctx, sql, args, nil, at.cluster)
 		return nil, r, err
 	}
 	e, gen := qc.get(c.key)
@@ -280,7 +285,7 @@ func (db *DB) cachedQuery(ctx context.Context, qc *queryCache, sql string, args 
 	db.qcStats.misses.Add(1)
 	c.db, c.qc, c.opts, c.gen = db, qc, o, gen
 	c.limit = qc.limits.ResultBytes - len(c.key) - entryOverhead
-	r, err := db.query(ctx, sql, args, c)
+	r, err := db.query(ctx, sql, args, c, at.cluster)
 	if err != nil {
 		c.release()
 	}
@@ -291,11 +296,13 @@ func (db *DB) cachedQuery(ctx context.Context, qc *queryCache, sql string, args 
 // keeps their results apart.
 var dbIDs atomic.Uint64
 
-// cacheKey appends the key of a read to b: the DB, the SQL text and the
-// arguments, each with its type. It reports false for arguments it cannot
-// encode exactly (any other type, pgx's named arguments or rewriters).
-func (db *DB) cacheKey(b []byte, sql string, args []any) ([]byte, bool) {
+// cacheKey appends the key of a read to b: the DB and the cluster, the SQL
+// text and the arguments, each with its type. It reports false for
+// arguments it cannot encode exactly (any other type, pgx's named
+// arguments or rewriters).
+func (db *DB) cacheKey(b []byte, c *topology.Cluster, sql string, args []any) ([]byte, bool) {
 	b = binary.LittleEndian.AppendUint64(b, db.id)
+	b = binary.AppendUvarint(b, uint64(c.Index))
 	b = binary.AppendUvarint(b, uint64(len(sql)))
 	b = append(b, sql...)
 	for i, a := range args {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
 // Begin starts a read-write transaction on the primary.
@@ -31,6 +32,18 @@ func (db *DB) Begin(ctx context.Context) (pgx.Tx, error) {
 // unless another level is given, so that all its reads see one snapshot;
 // with Serializable (which standbys do not offer), a Primary context, or no
 // fresh replica, it begins on the primary.
+//
+// With several clusters (Config.Clusters), a transaction begins on the
+// cluster OnCluster(ctx) names; without one, on the cluster of its first
+// statement, whose BEGIN goes in the same round trip as that statement
+// (nothing is sent before it: BeginTx then returns at once, and a failure
+// to begin shows at the first statement). A later statement that belongs
+// to another cluster fails with ErrCrossCluster before anything is sent,
+// and the transaction stays usable; statements that touch no table of
+// Tables go with the transaction. Conn returns nil until the first
+// statement. Begin (a savepoint), CopyFrom and LargeObjects as the first
+// use bind it with a BEGIN of its own, on the default cluster for the
+// first and last.
 func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
@@ -39,13 +52,21 @@ func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	if readOnly && opts.IsoLevel == "" {
 		opts.IsoLevel = pgx.RepeatableRead
 	}
-	t := &tx{db: db, owned: true}
+	t := &tx{db: db, owned: true, opts: opts, optsCtx: ctx}
 	if !readOnly && cacheFrom(ctx) != nil {
 		db.wrote(ctx)
 		t.wrote = ctx
 	}
-	db.engine.PlanTx(ctx, &t.plan, optsFrom(ctx), db.cluster, readOnly, opts.IsoLevel == pgx.Serializable)
-	err := db.engine.Do(ctx, &t.plan, func(p *engine.Plan) error {
+	at, err := db.placeTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if at == nil {
+		return t, nil // bound by its first statement
+	}
+	t.cluster = at
+	db.engine.PlanTx(ctx, &t.plan, optsFrom(ctx), at, readOnly, opts.IsoLevel == pgx.Serializable)
+	err = db.engine.Do(ctx, &t.plan, func(p *engine.Plan) error {
 		conn, err := db.pool(p.Node).Acquire(ctx)
 		if err != nil {
 			return err
@@ -74,6 +95,12 @@ type tx struct {
 	owned    bool // conn goes back to the pool at the end (else it is a Conn's)
 	finished bool
 	wrote    context.Context // a read-write transaction's, with a query cache: emptied at its end
+
+	// With several clusters: the transaction's cluster, nil until its
+	// first statement binds it; and what its BEGIN needs.
+	cluster *topology.Cluster
+	opts    pgx.TxOptions
+	optsCtx context.Context // BeginTx's: the session and options it runs with
 }
 
 var _ pgx.Tx = (*tx)(nil)
@@ -105,6 +132,10 @@ func (t *tx) Commit(ctx context.Context) error {
 	if t.finished {
 		return pgx.ErrTxClosed
 	}
+	if t.Tx == nil { // never bound: nothing began
+		t.finish(nil)
+		return nil
+	}
 	var err error
 	if t.plan.ReadOnlyTx {
 		err = t.Tx.Commit(t.with(ctx))
@@ -133,6 +164,10 @@ func (t *tx) Rollback(ctx context.Context) error {
 	if t.finished {
 		return pgx.ErrTxClosed
 	}
+	if t.Tx == nil {
+		t.finish(nil)
+		return nil
+	}
 	err := t.Tx.Rollback(t.with(ctx))
 	t.finish(nil)
 	return err
@@ -143,12 +178,12 @@ func (t *tx) finish(err error) {
 		return
 	}
 	t.finished = true
-	if t.owned {
+	if t.owned && t.conn != nil {
 		// A connection left in a transaction, or broken, is closed by the
 		// pool rather than reused.
 		t.conn.Release()
 	}
-	if t.plan.ReadOnlyTx && err == nil {
+	if t.plan.ReadOnlyTx && err == nil && t.Tx != nil {
 		t.plan.Served()
 	}
 	t.plan.Finish(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/internal/classify"
+	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
 // catalog is what a query cache must know of the database: which functions
@@ -62,11 +63,11 @@ type catalogState struct {
 	failed  atomic.Int64 // unix nanoseconds of the last failed read
 }
 
-// catalog returns the DB's catalog, reading it first if need be (or
+// catalog returns cluster c's catalog, reading it first if need be (or
 // again, if stale is set and the one it has is older than catalogRefresh).
 // It returns nil if it cannot be read now: such reads go uncached.
-func (db *DB) catalog(ctx context.Context, stale bool) *catalog {
-	cs := &db.catalogs
+func (db *DB) catalog(ctx context.Context, c *topology.Cluster, stale bool) *catalog {
+	cs := &db.catalogs[c.Index]
 	cur := cs.cur.Load()
 	if cur != nil && (!stale || time.Since(cur.read) < catalogRefresh) {
 		return cur
@@ -86,7 +87,7 @@ func (db *DB) catalog(ctx context.Context, stale bool) *catalog {
 	if now := cs.cur.Load(); now != cur {
 		return now
 	}
-	next, err := db.readCatalog(ctx)
+	next, err := db.readCatalog(ctx, c)
 	if err != nil {
 		cs.failed.Store(time.Now().UnixNano())
 		db.engine.Logger().Warn("switchyard: query cache: reading the catalog failed; reads go uncached for now", "err", err)
@@ -96,10 +97,10 @@ func (db *DB) catalog(ctx context.Context, stale bool) *catalog {
 	return next
 }
 
-func (db *DB) readCatalog(ctx context.Context) (*catalog, error) {
+func (db *DB) readCatalog(ctx context.Context, cl *topology.Cluster) (*catalog, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rows, err := db.pool(db.cluster.Primary()).Query(ctx, catalogSQL)
+	rows, err := db.pool(cl.Primary()).Query(ctx, catalogSQL)
 	if err != nil {
 		return nil, fmt.Errorf("switchyard: reading pg_proc and pg_class: %w", err)
 	}
@@ -231,11 +232,11 @@ func (c *catalog) judge(st *classify.Statement) verdict {
 // statement, nothing the analysis could not follow, no locking clause, no
 // effect on the session, no TABLESAMPLE (but REPEATABLE), and only stable
 // functions and cacheable relations.
-func (db *DB) cacheableRead(ctx context.Context, st *classify.Statement) bool {
+func (db *DB) cacheableRead(ctx context.Context, cl *topology.Cluster, st *classify.Statement) bool {
 	if st.Statements != 1 || st.Partial || st.Locking || st.Effects != 0 || st.Sampled {
 		return false
 	}
-	c := db.catalog(ctx, false)
+	c := db.catalog(ctx, cl, false)
 	if c == nil {
 		return false
 	}
@@ -244,7 +245,7 @@ func (db *DB) cacheableRead(ctx context.Context, st *classify.Statement) bool {
 		return true
 	case unknownName:
 		// Created since the catalog was read, perhaps.
-		if c = db.catalog(ctx, true); c != nil {
+		if c = db.catalog(ctx, cl, true); c != nil {
 			return c.judge(st) == cacheable
 		}
 	}

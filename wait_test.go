@@ -1,6 +1,8 @@
 package switchyard_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,10 +22,14 @@ func waitCaughtUp(t testing.TB, c *switchyardtest.Cluster, db *switchyard.DB) {
 		t.Fatal(err)
 	}
 	target = lsn.RoundDownPageHeader(target, 8192)
+	ports := map[string]bool{}
+	for _, r := range c.Replicas() {
+		ports[fmt.Sprintf(":%d", r.Port())] = true
+	}
 	waitFor(t, "the monitor to see every replica caught up", func() bool {
 		for _, n := range db.Stats().Nodes {
-			if n.Role == switchyard.RolePrimary {
-				continue
+			if n.Role == switchyard.RolePrimary || !ports[n.Name[strings.LastIndexByte(n.Name, ':'):]] {
+				continue // another cluster's
 			}
 			pos, err := lsn.Parse(n.Position)
 			if err != nil || !n.Healthy || pos < target {

@@ -348,3 +348,7 @@ func (e *Engine) redact(msg string) string {
 
 // Redact removes the configured secrets (passwords) from msg.
 func (e *Engine) Redact(msg string) string { return e.redact(msg) }
+
+// PrimaryWait is how long a statement that needs the primary waits for
+// one.
+func (e *Engine) PrimaryWait() time.Duration { return e.cfg.PrimaryWait }
