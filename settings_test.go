@@ -213,6 +213,7 @@ func TestRecoveryConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openDB(t, c)
+	waitCaughtUp(t, c, db) // the table was made behind the DB's back
 	stopWriter := load(1, func(int) {
 		c.Primary().Exec(ctx, "UPDATE churn SET v = v + 1; VACUUM churn")
 	})

@@ -48,7 +48,9 @@ func (s *Set) Dial(next pgconn.DialFunc) pgconn.DialFunc {
 		next = d.DialContext
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if s.Refuse != nil && s.Refuse() {
+		// A cancel request goes out whatever the rotation says: it is how
+		// a statement on a server merely slow is stopped.
+		if s.Refuse != nil && ctx.Value(cancelKey{}) == nil && s.Refuse() {
 			return nil, &net.OpError{Op: "dial", Net: network, Err: ErrOutOfRotation}
 		}
 		c, err := next(ctx, network, addr)
@@ -84,18 +86,24 @@ func (s *Set) Closing(pc *pgconn.PgConn) {
 	s.mu.Unlock()
 }
 
-// Interrupt ends what every connection of the set is blocked in: busy
-// ones are sent a cancel request (so that a server that is merely slow
-// stops the statement), and all are closed at once (a hung server would
-// not answer the cancel; the read must not wait for it). It does not wait
-// for the cancel requests.
+// cancelKey marks the context of a cancel request's dial.
+type cancelKey struct{}
+
+// Interrupt ends what every connection of the set is blocked in: each is
+// sent a cancel request (so that a server that is merely slow stops the
+// statement), and all are closed at once (a hung server would not answer
+// the cancel; the read must not wait for it). It does not wait for the
+// cancel requests.
+//
+// Every connection gets the cancel request, busy or not: whether one is
+// busy cannot be asked from another goroutine (PgConn is not safe for
+// concurrent use), and a server ignores a cancel request for a backend
+// that is idle.
 func (s *Set) Interrupt() {
 	s.mu.Lock()
-	var busy []*pgconn.PgConn
+	pcs := make([]*pgconn.PgConn, 0, len(s.pgs))
 	for pc := range s.pgs {
-		if pc.IsBusy() {
-			busy = append(busy, pc)
-		}
+		pcs = append(pcs, pc)
 	}
 	conns := s.conns
 	s.conns = nil
@@ -108,11 +116,11 @@ func (s *Set) Interrupt() {
 		c.once.Do(func() {})
 		c.Conn.Close()
 	}
-	for _, pc := range busy {
+	for _, pc := range pcs {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+			ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), cancelKey{}, true), cancelTimeout)
 			defer cancel()
 			pc.CancelRequest(ctx)
 		}()
