@@ -101,6 +101,7 @@ func open(ctx context.Context, specs []clusterSpec, cfg *Config) (*DB, error) {
 		Logger:          cfg.Logger,
 		Secrets:         secrets,
 		OnDown:          db.nodeDown,
+		Dial:            db.dial,
 	})
 	if err != nil {
 		return nil, err
@@ -206,6 +207,18 @@ func (db *DB) lend(ctx context.Context, n *topology.Node) (*pgconn.PgConn, func(
 		return nil, nil, err
 	}
 	return c.Conn().PgConn(), c.Release, nil
+}
+
+// dial opens a connection of the engine's own to node n, outside its
+// pool: two-phase commit's bookkeeping and recovery run while the block's
+// parts hold pooled connections, and must not wait for a pool that those
+// parts (or every worker's) may have exhausted.
+func (db *DB) dial(ctx context.Context, n *topology.Node) (*pgconn.PgConn, func(), error) {
+	c, err := pgconn.ConnectConfig(ctx, db.pool(n).Config().ConnConfig.Config.Copy())
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, func() { c.Close(context.Background()) }, nil
 }
 
 // isRead tells whether sql is a pure read.

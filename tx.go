@@ -98,9 +98,11 @@ type tx struct {
 
 	// With several clusters: the transaction's cluster, nil until its
 	// first statement binds it; and what its BEGIN needs.
-	cluster *topology.Cluster
-	opts    pgx.TxOptions
-	optsCtx context.Context // BeginTx's: the session and options it runs with
+	cluster  *topology.Cluster
+	opts     pgx.TxOptions
+	optsCtx  context.Context   // BeginTx's: the session and options it runs with
+	home     *topology.Cluster // a part of a block across clusters: its cluster
+	wroteSQL bool              // a part ran a statement that is not a pure read
 }
 
 var _ pgx.Tx = (*tx)(nil)
@@ -198,6 +200,7 @@ type TxOption func(*atomicConfig)
 type atomicConfig struct {
 	tx          pgx.TxOptions
 	maxAttempts int
+	across      bool
 }
 
 // ReadOnly makes Atomic run fn in a read-only REPEATABLE READ transaction on
@@ -247,7 +250,11 @@ func (db *DB) Atomic(ctx context.Context, fn func(tx pgx.Tx) error, opts ...TxOp
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return db.engine.Atomic(ctx, cfg.maxAttempts, func() error { return atomicOnce(ctx, db.BeginTx, fn, cfg.tx) })
+	begin := db.BeginTx
+	if cfg.across {
+		begin = db.beginAcross
+	}
+	return db.engine.Atomic(ctx, cfg.maxAttempts, func() error { return atomicOnce(ctx, begin, fn, cfg.tx) })
 }
 
 // atomicOnce runs fn once in a transaction begun with begin.

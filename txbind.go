@@ -117,6 +117,9 @@ func (t *tx) bindAlone(ctx context.Context, c *topology.Cluster) error {
 
 // first places the first statement of an unbound transaction.
 func (t *tx) first(ctx context.Context, sql string) (*topology.Cluster, error) {
+	if t.home != nil {
+		return t.home, nil
+	}
 	at, err := t.db.place(ctx, sql)
 	return at.cluster, err
 }

@@ -79,6 +79,10 @@ type Config struct {
 	// OnDown is called when a node goes out of rotation, so that the front
 	// drops its connections to it.
 	OnDown func(*topology.Node)
+	// Dial opens connections of the engine's own, outside the front's
+	// pools, for the recovery of commits across clusters (see Recover);
+	// without it there is none in the background.
+	Dial Lender
 }
 
 // Engine routes statements over clusters of PostgreSQL servers.
@@ -94,6 +98,8 @@ type Engine struct {
 	monitors   []*topology.Monitor
 	latests    []latestFetch // per cluster
 	stats      counters
+	decisions  decisionsReady
+	wg         sync.WaitGroup // the recovery goroutine
 
 	done      chan struct{} // closed by Close
 	closed    atomic.Bool
@@ -148,14 +154,16 @@ func (e *Engine) Start() {
 	for i, c := range e.clusters {
 		e.monitors = append(e.monitors, topology.StartMonitor(c, e.configs[i], e.cfg.MonitorInterval, e.log, e.redact))
 	}
+	e.startRecovery()
 }
 
 // probe is what Open learns of one server.
 type probe struct {
-	inRecovery bool
-	system     uint64
-	blockSize  uint64
-	err        error
+	inRecovery  bool
+	system      uint64
+	blockSize   uint64
+	maxPrepared int
+	err         error
 	// poll, if polled, is the monitor's first poll, taken at Open so that
 	// a DB knows its replicas' positions from the start (the process-wide
 	// position may already be ahead of zero).
@@ -168,7 +176,7 @@ type probe struct {
 // read-only transaction of its own so that it runs whatever the server's
 // defaults (a hot standby refuses every statement whose default isolation
 // is serializable).
-const probeSQL = "SELECT pg_is_in_recovery(), system_identifier, current_setting('wal_block_size') FROM pg_control_system()"
+const probeSQL = "SELECT pg_is_in_recovery(), system_identifier, current_setting('wal_block_size'), current_setting('max_prepared_transactions') FROM pg_control_system()"
 
 const probeQuery = "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; " + probeSQL + "; COMMIT"
 
@@ -184,7 +192,7 @@ func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 	}
 	var row [][]byte
 	for _, r := range res {
-		if len(r.Rows) == 1 && len(r.Rows[0]) == 3 {
+		if len(r.Rows) == 1 && len(r.Rows[0]) == 4 {
 			row = r.Rows[0]
 		}
 	}
@@ -194,6 +202,9 @@ func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 	p.inRecovery = string(row[0]) == "t"
 	if p.system, err = strconv.ParseUint(string(row[1]), 10, 64); err == nil {
 		p.blockSize, err = strconv.ParseUint(string(row[2]), 10, 64)
+	}
+	if err == nil {
+		p.maxPrepared, err = strconv.Atoi(string(row[3]))
 	}
 	p.err = err
 	if err != nil {
@@ -265,7 +276,7 @@ func (e *Engine) openCluster(ctx context.Context, index int, cs ClusterSpec) (*t
 		configs[i] = s.Config
 	}
 	c := topology.NewCluster(cs.Name, index, nodes)
-	c.System, c.BlockSize = system, probes[0].blockSize
+	c.System, c.BlockSize, c.MaxPrepared = system, probes[0].blockSize, probes[0].maxPrepared
 	now := time.Now()
 	for i, p := range probes[1:] {
 		n := nodes[i+1]
@@ -307,6 +318,7 @@ func (e *Engine) Close() {
 		for _, m := range e.monitors {
 			m.Close()
 		}
+		e.wg.Wait()
 	})
 }
 

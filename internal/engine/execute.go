@@ -264,8 +264,11 @@ func RetryableTx(err error) bool {
 func (e *Engine) Atomic(ctx context.Context, maxAttempts int, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || attempt >= maxAttempts || ctx.Err() != nil || e.closed.Load() || !RetryableTx(err) {
+		if err == nil || ctx.Err() != nil || e.closed.Load() || !RetryableTx(err) {
 			return err
+		}
+		if attempt >= maxAttempts {
+			return fmt.Errorf("switchyard: gave up after %d attempts: %w", attempt, err)
 		}
 		e.stats.add(statAtomicRetries)
 		timer := time.NewTimer(Backoff(attempt))

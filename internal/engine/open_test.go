@@ -48,7 +48,7 @@ func (s *server) handle(q pgscript.Query) pgscript.Reply {
 	}
 	switch q.SQL {
 	case probeQuery:
-		return pgscript.Row(s.inRecovery.Load(), s.system.Load(), "8192")
+		return pgscript.Row(s.inRecovery.Load(), s.system.Load(), "8192", "10")
 	case topology.PollQuery:
 		tli := s.timeline.Load()
 		if s.inRecovery.Load() {
@@ -256,10 +256,11 @@ func TestOpenFailures(t *testing.T) {
 		t.Errorf("primary unreachable: %v", err)
 	}
 	for name, reply := range map[string]pgscript.Reply{
-		"no row":         pgscript.Rows(pgscript.TextColumns("a", "b", "c")),
-		"two columns":    pgscript.Row("f", "1"),
-		"bad system":     pgscript.Row("f", "x", "8192"),
-		"bad block size": pgscript.Row("f", "1", "x"),
+		"no row":                        pgscript.Rows(pgscript.TextColumns("a", "b", "c")),
+		"two columns":                   pgscript.Row("f", "1"),
+		"bad system":                    pgscript.Row("f", "x", "8192", "10"),
+		"bad block size":                pgscript.Row("f", "1", "x", "10"),
+		"bad max_prepared_transactions": pgscript.Row("f", "1", "8192", "x"),
 	} {
 		bad.failWith(reply)
 		if _, err := open(t, one(bad)); !errors.Is(err, ErrUnreachable) {

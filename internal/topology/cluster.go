@@ -28,6 +28,9 @@ type Cluster struct {
 	// polled insert position out of a page header (see
 	// lsn.RoundDownPageHeader). Zero leaves positions as polled.
 	BlockSize uint64
+	// MaxPrepared is the primary's max_prepared_transactions when the
+	// cluster was opened: 0 means no two-phase commit.
+	MaxPrepared int
 	// OnDown, if set, is called when a node goes out of rotation, from the
 	// goroutine that found it down.
 	OnDown func(*Node)
