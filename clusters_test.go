@@ -18,7 +18,7 @@ import (
 
 // twoClusters starts the "accounts" and "compute" clusters, each a primary
 // with a replica (compute's replaying 50 ms late), with their tables.
-func twoClusters(t *testing.T, settings map[string]string) (accounts, compute *switchyardtest.Cluster) {
+func twoClusters(t testing.TB, settings map[string]string) (accounts, compute *switchyardtest.Cluster) {
 	t.Helper()
 	switchyardtest.NeedServer(t)
 	cs := switchyardtest.NewClusters(t,
@@ -54,7 +54,7 @@ func clustersConfig(accounts, compute *switchyardtest.Cluster) switchyard.Config
 	}
 }
 
-func openClusters(t *testing.T, cfg switchyard.Config) *switchyard.DB {
+func openClusters(t testing.TB, cfg switchyard.Config) *switchyard.DB {
 	t.Helper()
 	db, err := switchyard.Open(testCtx(t), cfg)
 	if err != nil {
@@ -172,6 +172,20 @@ func TestClustersRouting(t *testing.T) {
 	}
 	if clusters["accounts"] != 2 || clusters["compute"] != 2 {
 		t.Errorf("nodes by cluster: %v", clusters)
+	}
+	// And count each cluster's routing apart: the parts add up to the
+	// whole, and each cluster wrote.
+	st := db.Stats()
+	if len(st.Clusters) != 2 || st.Clusters[0].Name != "accounts" || st.Clusters[1].Name != "compute" {
+		t.Fatalf("Stats.Clusters: %+v", st.Clusters)
+	}
+	for reason, n := range st.Routes.ByReason {
+		if sum := st.Clusters[0].Routes.ByReason[reason] + st.Clusters[1].Routes.ByReason[reason]; sum != n {
+			t.Errorf("routed for %s: %d in all, %d over the clusters", reason, n, sum)
+		}
+	}
+	if st.Clusters[0].Routes.Write == 0 || st.Clusters[1].Routes.Write == 0 {
+		t.Errorf("writes by cluster: accounts %d, compute %d", st.Clusters[0].Routes.Write, st.Clusters[1].Routes.Write)
 	}
 }
 

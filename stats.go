@@ -14,6 +14,9 @@ type RouteStats = stats.RouteStats
 // QueryCacheStats counts reads run with a query cache (WithQueryCache).
 type QueryCacheStats = stats.QueryCacheStats
 
+// ClusterStats counts one cluster's routing decisions.
+type ClusterStats = stats.ClusterStats
+
 // NodeStats describes one server.
 type NodeStats = stats.NodeStats
 

@@ -134,7 +134,7 @@ func NewCollector(src Source, opts ...Option) *Collector {
 		poolLifetimeDestroys: node("pool_max_lifetime_closed_connections_total", "Connections the server's pool closed at their maximum lifetime."),
 		poolIdleDestroys:     node("pool_max_idle_closed_connections_total", "Connections the server's pool closed after their maximum idle time."),
 
-		routedByReason: desc("routed_total", "Routing decisions by reason: replica, checked, waited, stale_ok (reads sent to a replica), after_write, not_fresh, no_replica (reads sent to the primary), forced, write, transaction, pinned, latest.", "reason"),
+		routedByReason: desc("routed_total", "Routing decisions by reason: replica, checked, waited, stale_ok (reads sent to a replica), after_write, not_fresh, no_replica (reads sent to the primary), forced, write, transaction, pinned, latest; per cluster.", "cluster", "reason"),
 		replicaReads:   desc("replica_reads_total", "Reads a replica served: known fresh enough, proved so by a freshness check, caught up while the read waited, or within the read's MaxStaleness."),
 		writes:         desc("writes_total", "Statements sent to the primary because they are not provably pure reads (routed_total{reason=\"write\"})."),
 		checks:         desc("freshness_checks_total", "Reads sent to a replica whose polled position was older than the session's, with a freshness check in the same round trip (routed_total{reason=\"checked\"})."),
@@ -181,8 +181,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	for reason, n := range r.ByReason {
-		counter(c.routedByReason, n, reason)
+	clusters := s.Clusters
+	if len(clusters) == 0 { // a source that does not count per cluster
+		clusters = []stats.ClusterStats{{Name: "default", Routes: s.Routes}}
+	}
+	for _, cl := range clusters {
+		for reason, n := range cl.Routes.ByReason {
+			counter(c.routedByReason, n, cl.Name, reason)
+		}
 	}
 	counter(c.replicaReads, r.Replica)
 	counter(c.writes, r.Write)

@@ -59,6 +59,9 @@ func fixture() stats.Stats {
 			InDoubtCommitted: 7, InDoubtAborted: 8, InDoubtUnknown: 9, TokensClamped: 10, TokensForeign: 11,
 			ByReason: map[string]uint64{"replica": 5, "write": 4, "checked": 3, "waited": 2},
 		},
+		Clusters: []stats.ClusterStats{
+			{Name: "default", Routes: stats.RouteStats{ByReason: map[string]uint64{"replica": 5, "write": 4, "checked": 3, "waited": 2}}},
+		},
 	}
 }
 
@@ -105,12 +108,12 @@ switchyard_node_statement_duration_seconds_count{cluster="default",db="app",node
 switchyard_in_doubt_commits_total{db="app",outcome="aborted"} 8
 switchyard_in_doubt_commits_total{db="app",outcome="committed"} 7
 switchyard_in_doubt_commits_total{db="app",outcome="unknown"} 9
-# HELP switchyard_routed_total Routing decisions by reason: replica, checked, waited, stale_ok (reads sent to a replica), after_write, not_fresh, no_replica (reads sent to the primary), forced, write, transaction, pinned, latest.
+# HELP switchyard_routed_total Routing decisions by reason: replica, checked, waited, stale_ok (reads sent to a replica), after_write, not_fresh, no_replica (reads sent to the primary), forced, write, transaction, pinned, latest; per cluster.
 # TYPE switchyard_routed_total counter
-switchyard_routed_total{db="app",reason="checked"} 3
-switchyard_routed_total{db="app",reason="replica"} 5
-switchyard_routed_total{db="app",reason="waited"} 2
-switchyard_routed_total{db="app",reason="write"} 4
+switchyard_routed_total{cluster="default",db="app",reason="checked"} 3
+switchyard_routed_total{cluster="default",db="app",reason="replica"} 5
+switchyard_routed_total{cluster="default",db="app",reason="waited"} 2
+switchyard_routed_total{cluster="default",db="app",reason="write"} 4
 `
 	names := []string{
 		"switchyard_node_up", "switchyard_node_replay_lag_seconds", "switchyard_node_replay_lag_bytes",
@@ -340,12 +343,12 @@ func TestCollectorOnALab(t *testing.T) {
 	forgeTokens(t, ctx, db)
 
 	after := scrape(t, reg)
-	moved(t, before, after, "switchyard_routed_total{reason=replica}", reads)
+	moved(t, before, after, "switchyard_routed_total{cluster=default,reason=replica}", reads)
 	moved(t, before, after, "switchyard_replica_reads_total{}", reads)
-	moved(t, before, after, "switchyard_routed_total{reason=after_write}", 1)
-	moved(t, before, after, "switchyard_routed_total{reason=write}", 1)
+	moved(t, before, after, "switchyard_routed_total{cluster=default,reason=after_write}", 1)
+	moved(t, before, after, "switchyard_routed_total{cluster=default,reason=write}", 1)
 	moved(t, before, after, "switchyard_writes_total{}", 1)
-	moved(t, before, after, "switchyard_routed_total{reason=transaction}", 2)
+	moved(t, before, after, "switchyard_routed_total{cluster=default,reason=transaction}", 2)
 	moved(t, before, after, "switchyard_atomic_retries_total{}", 1)
 	moved(t, before, after, "switchyard_tokens_clamped_total{}", 1)
 	moved(t, before, after, "switchyard_tokens_foreign_total{}", 1)

@@ -17,8 +17,12 @@ type Stats struct {
 	// Nodes are the servers, each cluster's configured primary first.
 	Nodes []NodeStats
 
-	// Routes counts where statements went and why.
+	// Routes counts where statements went and why, over every cluster.
 	Routes RouteStats
+
+	// Clusters are the same counts per cluster, in the order configured
+	// (one for a DB of one cluster).
+	Clusters []ClusterStats
 
 	// Events are the latest changes of the servers' state (a node down
 	// or back, a new primary), oldest first.
@@ -48,6 +52,16 @@ type QueryCacheStats struct {
 	// Cleared counts the times a write emptied a cache (when it started,
 	// and again when it ended).
 	Cleared uint64
+}
+
+// ClusterStats counts one cluster's routing decisions.
+type ClusterStats struct {
+	// Name is the cluster's name.
+	Name string
+	// Routes counts where the cluster's statements went and why. Counts
+	// that belong to no one cluster (AtomicRetries, TokensForeign) are
+	// only in Stats.Routes.
+	Routes RouteStats
 }
 
 // Role is what a server currently is: the primary or a replica.

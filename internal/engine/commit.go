@@ -102,7 +102,7 @@ func (e *Engine) Commit(ctx context.Context, p *Plan, conn *pgconn.PgConn, lend 
 	case isPgErr && !fatal(pgErr):
 		return tag, err // COMMIT failed
 	case !gotXid:
-		e.stats.add(statInDoubtUnknown)
+		e.of(p.Cluster).add(statInDoubtUnknown)
 		return tag, fmt.Errorf("%w: the connection failed before the transaction id arrived: %w", ErrCommitUnknown, err)
 	case xid == nil:
 		return tag, &NotCommittedError{err} // it wrote nothing, so nothing can have committed
@@ -217,7 +217,7 @@ func (e *Engine) resolve(ctx context.Context, primary *topology.Node, timeline u
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.ResolveWindow())
 	defer cancel()
 	unknown := func(why string) error {
-		e.stats.add(statInDoubtUnknown)
+		e.of(primary.Cluster()).add(statInDoubtUnknown)
 		return fmt.Errorf("%w: transaction %s: %s: %w", ErrCommitUnknown, d.xid, why, cause)
 	}
 	for {
@@ -236,11 +236,11 @@ func (e *Engine) resolve(ctx context.Context, primary *topology.Node, timeline u
 				break // still in progress: ask again
 			}
 			if committed {
-				e.stats.add(statInDoubtCommitted)
+				e.of(primary.Cluster()).add(statInDoubtCommitted)
 				e.log.Info("switchyard: in-doubt commit resolved: committed", "xid", d.xid)
 				return nil
 			}
-			e.stats.add(statInDoubtAborted)
+			e.of(primary.Cluster()).add(statInDoubtAborted)
 			e.log.Info("switchyard: in-doubt commit resolved: not committed", "xid", d.xid)
 			return &NotCommittedError{cause}
 		case !pgerr.NodeDown(err) && ctx.Err() == nil:

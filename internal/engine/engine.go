@@ -97,7 +97,8 @@ type Engine struct {
 	configs    [][]*pgconn.Config // per cluster, per node: the monitor's
 	monitors   []*topology.Monitor
 	latests    []latestFetch // per cluster
-	stats      counters
+	stats      counters      // what belongs to no one cluster (Atomic's retries, foreign tokens)
+	cstats     []*counters   // per cluster
 	decisions  decisionsReady
 	wg         sync.WaitGroup // the recovery goroutine
 
@@ -145,6 +146,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.configs = append(e.configs, cc)
 	}
 	e.latests = make([]latestFetch, len(e.clusters))
+	for range e.clusters {
+		e.cstats = append(e.cstats, new(counters))
+	}
 	return e, nil
 }
 

@@ -73,7 +73,7 @@ func (p *Plan) Begin() {
 	p.began = time.Now()
 	p.floor = p.knownFloor()
 	p.Node.Start()
-	p.engine.stats.routed(p.Reason)
+	p.engine.of(p.Cluster).routed(p.Reason)
 	if p.Write && p.After != AfterCapture {
 		p.markWrite()
 	}
@@ -130,7 +130,7 @@ func (p *Plan) Served() {
 }
 
 // CheckPassed records that the freshness check ahead of a read passed.
-func (p *Plan) CheckPassed() { p.engine.stats.add(statCheckPassed) }
+func (p *Plan) CheckPassed() { p.engine.of(p.Cluster).add(statCheckPassed) }
 
 // Captured records l, the primary's insert position read after the
 // statement in its round trip (AfterCapture), as the session's position.
@@ -140,7 +140,7 @@ func (p *Plan) Captured(l lsn.LSN) {
 	p.captured = true
 	now := time.Now().UnixNano()
 	if p.pos.captured(l, p.seen, now) {
-		e.stats.add(statTokensClamped)
+		e.of(p.Cluster).add(statTokensClamped)
 		e.log.Warn("switchyard: session token was ahead of the primary; clamped", "cluster", p.Cluster.Name, "primary_at", l.String())
 	}
 	if p.global != nil {
@@ -160,7 +160,7 @@ func (e *Engine) Again(ctx context.Context, p *Plan, err error) bool {
 		// the data.
 		p.running = false
 		p.Node.Done(false)
-		e.stats.add(statCheckFailed)
+		e.of(p.Cluster).add(statCheckFailed)
 		e.toPrimary(p, ReasonNotFresh)
 		return true
 	}
@@ -195,7 +195,7 @@ func (e *Engine) Again(ctx context.Context, p *Plan, err error) bool {
 	if !pgerr.RetryReadElsewhere(err) {
 		return false
 	}
-	e.stats.add(statRetried)
+	e.of(p.Cluster).add(statRetried)
 	switch {
 	case pgerr.Code(err) == pgerr.ReadOnlySQLTransaction:
 		// It writes after all (a function the classifier cannot see

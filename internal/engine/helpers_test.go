@@ -56,6 +56,7 @@ func addCluster(e *Engine, name string, system uint64, replicas int) *topology.C
 	c.System = system
 	c.OnDown = e.cfg.OnDown
 	e.clusters = append(e.clusters, c)
+	e.cstats = append(e.cstats, new(counters))
 	e.nodes = append(e.nodes, nodes...)
 	return c
 }

@@ -98,6 +98,9 @@ type counters struct {
 func (s *counters) routed(r Reason) { s.reasons[r].Add(1) }
 func (s *counters) add(i int)       { s.other[i].Add(1) }
 
+// of is cluster c's counters.
+func (e *Engine) of(c *topology.Cluster) *counters { return e.cstats[c.Index] }
+
 // Stats is a snapshot of the engine's counters.
 type Stats struct {
 	// Routed counts statements (and transactions) sent, by reason; a
@@ -120,50 +123,43 @@ type Stats struct {
 	InDoubtCommitted, InDoubtAborted, InDoubtUnknown uint64
 }
 
-// Stats returns the engine's counters.
+// Stats returns the engine's counters, over every cluster.
 func (e *Engine) Stats() Stats {
+	cs := make([]*counters, 0, len(e.cstats)+1)
+	cs = append(cs, &e.stats)
+	cs = append(cs, e.cstats...)
+	return statsOf(cs...)
+}
+
+// ClusterStats returns the counters of cluster c's statements.
+func (e *Engine) ClusterStats(c *topology.Cluster) Stats { return statsOf(e.of(c)) }
+
+// statsOf sums counters.
+func statsOf(cs ...*counters) Stats {
 	var s Stats
-	for i := range s.Routed {
-		s.Routed[i] = e.stats.reasons[i].Load()
+	var o [numStats]uint64
+	for _, c := range cs {
+		for i := range s.Routed {
+			s.Routed[i] += c.reasons[i].Load()
+		}
+		for i := range o {
+			o[i] += c.other[i].Load()
+		}
 	}
-	o := &e.stats.other
-	s.CheckPassed, s.CheckFailed = o[statCheckPassed].Load(), o[statCheckFailed].Load()
-	s.Retried = o[statRetried].Load()
-	s.TokensClamped, s.TokensForeign = o[statTokensClamped].Load(), o[statTokensForeign].Load()
-	s.AtomicRetries = o[statAtomicRetries].Load()
-	s.InDoubtCommitted, s.InDoubtAborted, s.InDoubtUnknown = o[statInDoubtCommitted].Load(), o[statInDoubtAborted].Load(), o[statInDoubtUnknown].Load()
+	s.CheckPassed, s.CheckFailed = o[statCheckPassed], o[statCheckFailed]
+	s.Retried = o[statRetried]
+	s.TokensClamped, s.TokensForeign = o[statTokensClamped], o[statTokensForeign]
+	s.AtomicRetries = o[statAtomicRetries]
+	s.InDoubtCommitted, s.InDoubtAborted, s.InDoubtUnknown = o[statInDoubtCommitted], o[statInDoubtAborted], o[statInDoubtUnknown]
 	return s
 }
 
 // Snapshot returns the engine's counters and its servers' state in the
 // public shape (package stats); the front adds its pools'.
 func (e *Engine) Snapshot() stats.Stats {
-	st := e.Stats()
-	r := &st.Routed
-	s := stats.Stats{Routes: stats.RouteStats{
-		Replica:          r[ReasonReplica] + r[ReasonWaited] + r[ReasonStaleOK] + st.CheckPassed,
-		AfterWrite:       r[ReasonAfterWrite],
-		NotFresh:         r[ReasonNotFresh],
-		Checked:          r[ReasonChecked],
-		CheckFailed:      st.CheckFailed,
-		Waited:           r[ReasonWaited],
-		TokensClamped:    st.TokensClamped,
-		TokensForeign:    st.TokensForeign,
-		AtomicRetries:    st.AtomicRetries,
-		InDoubtCommitted: st.InDoubtCommitted,
-		InDoubtAborted:   st.InDoubtAborted,
-		InDoubtUnknown:   st.InDoubtUnknown,
-		Forced:           r[ReasonForced],
-		Write:            r[ReasonWrite],
-		Transaction:      r[ReasonTransaction],
-		NoHealthyReplica: r[ReasonNoReplica],
-		Retried:          st.Retried,
-		Pinned:           r[ReasonPinned],
-		Latest:           r[ReasonLatest],
-		ByReason:         make(map[string]uint64, numReasons),
-	}}
-	for i, n := range r {
-		s.Routes.ByReason[Reason(i).String()] = n
+	s := stats.Stats{Routes: routeStats(e.Stats())}
+	for _, c := range e.clusters {
+		s.Clusters = append(s.Clusters, stats.ClusterStats{Name: c.Name, Routes: routeStats(e.ClusterStats(c))})
 	}
 	bounds := make([]float64, len(topology.LatencyBounds))
 	for i, b := range topology.LatencyBounds {
@@ -198,4 +194,35 @@ func (e *Engine) Snapshot() stats.Stats {
 	}
 	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].At.Before(s.Events[j].At) })
 	return s
+}
+
+// routeStats is st in the public shape.
+func routeStats(st Stats) stats.RouteStats {
+	r := &st.Routed
+	rs := stats.RouteStats{
+		Replica:          r[ReasonReplica] + r[ReasonWaited] + r[ReasonStaleOK] + st.CheckPassed,
+		AfterWrite:       r[ReasonAfterWrite],
+		NotFresh:         r[ReasonNotFresh],
+		Checked:          r[ReasonChecked],
+		CheckFailed:      st.CheckFailed,
+		Waited:           r[ReasonWaited],
+		TokensClamped:    st.TokensClamped,
+		TokensForeign:    st.TokensForeign,
+		AtomicRetries:    st.AtomicRetries,
+		InDoubtCommitted: st.InDoubtCommitted,
+		InDoubtAborted:   st.InDoubtAborted,
+		InDoubtUnknown:   st.InDoubtUnknown,
+		Forced:           r[ReasonForced],
+		Write:            r[ReasonWrite],
+		Transaction:      r[ReasonTransaction],
+		NoHealthyReplica: r[ReasonNoReplica],
+		Retried:          st.Retried,
+		Pinned:           r[ReasonPinned],
+		Latest:           r[ReasonLatest],
+		ByReason:         make(map[string]uint64, numReasons),
+	}
+	for i, n := range r {
+		rs.ByReason[Reason(i).String()] = n
+	}
+	return rs
 }
