@@ -171,21 +171,11 @@ func (r *cachedRows) TypeMap() *pgtype.Map { return r.m }
 type cachedRow struct{ rows *cachedRows }
 
 func (r cachedRow) Scan(dest ...any) error {
-	defer r.rows.Close()
 	for _, d := range dest {
 		if _, ok := d.(*pgtype.DriverBytes); ok {
+			r.rows.Close()
 			return fmt.Errorf("cannot scan into *pgtype.DriverBytes from QueryRow")
 		}
 	}
-	if !r.rows.Next() {
-		if err := r.rows.Err(); err != nil {
-			return err
-		}
-		return pgx.ErrNoRows
-	}
-	if err := r.rows.Scan(dest...); err != nil {
-		return err
-	}
-	r.rows.Close()
-	return r.rows.Err()
+	return pgxRow{r.rows}.Scan(dest...)
 }
