@@ -331,7 +331,11 @@ func (c *conn) run(p *portal) (r *Reply, goOn, answered bool) {
 		}
 		return r, c.fail(&Error{Code: "57014", Message: "canceling statement due to user request"}), false
 	case r.Error != nil:
-		return r, c.fail(r.Error), false
+		goOn = c.fail(r.Error)
+		if r.TxStatus != 0 {
+			c.txStatus = r.TxStatus
+		}
+		return r, goOn, false
 	}
 	return r, true, true
 }
@@ -408,6 +412,9 @@ func (c *conn) simple(sql string) bool {
 	if r.Error != nil {
 		if !c.fail(r.Error) {
 			return false
+		}
+		if r.TxStatus != 0 {
+			c.txStatus = r.TxStatus
 		}
 		c.skipping = false
 		return c.ready()

@@ -32,7 +32,9 @@
 //
 // ReadyForQuery carries a transaction status: 'T' after a command tagged
 // BEGIN or START TRANSACTION, 'I' after COMMIT, ROLLBACK, END or ABORT, 'E'
-// after an error inside a transaction; a Reply's TxStatus overrides it.
+// after an error inside a transaction; a Reply's TxStatus overrides it,
+// an error's too (PostgreSQL is idle after a failed COMMIT or PREPARE
+// TRANSACTION: give such an error TxStatus 'I').
 // The server does not enforce the status (an aborted transaction's
 // statements reach the handler, which sees Query.TxStatus).
 //
@@ -176,7 +178,7 @@ type Reply struct {
 	// closes.
 	Hang bool
 	// TxStatus, if not 0, is the transaction status that ReadyForQuery
-	// reports from now on ('I', 'T' or 'E').
+	// reports from now on ('I', 'T' or 'E'), after an Error too.
 	TxStatus byte
 	// ParamOIDs, for a Describe of a statement, are its parameter types;
 	// nil means those given in Parse, and text (25) for the rest of the

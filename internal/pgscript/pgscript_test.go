@@ -821,6 +821,38 @@ func TestTxStatus(t *testing.T) {
 	step("END", false, 'I')
 }
 
+// An error whose Reply sets TxStatus leaves the connection in that status:
+// a failed COMMIT or PREPARE TRANSACTION leaves PostgreSQL idle, not in a
+// failed transaction.
+func TestTxStatusAfterAnError(t *testing.T) {
+	s := start(t, func(q pgscript.Query) pgscript.Reply {
+		if q.SQL == "PREPARE TRANSACTION 'x'" {
+			r := pgscript.Fail("23505", "duplicate key value violates unique constraint")
+			r.TxStatus = 'I'
+			return r
+		}
+		return pgscript.Reply{}
+	})
+	conn := connect(t, s)
+	for _, extended := range []bool{false, true} {
+		if _, err := conn.Exec(timeout(t), "BEGIN").ReadAll(); err != nil || conn.TxStatus() != 'T' {
+			t.Fatalf("BEGIN: %v, %c", err, conn.TxStatus())
+		}
+		var err error
+		if extended {
+			err = conn.ExecParams(timeout(t), "PREPARE TRANSACTION 'x'", nil, nil, nil, nil).Read().Err
+		} else {
+			_, err = conn.Exec(timeout(t), "PREPARE TRANSACTION 'x'").ReadAll()
+		}
+		if pgCode(err) != "23505" {
+			t.Errorf("extended %v: %v", extended, err)
+		}
+		if got := conn.TxStatus(); got != 'I' {
+			t.Errorf("extended %v: status %c after the error, want I", extended, got)
+		}
+	}
+}
+
 func TestHandlerPanicIsAnError(t *testing.T) {
 	s := start(t, func(q pgscript.Query) pgscript.Reply { panic("boom") })
 	conn := connect(t, s)
