@@ -2,80 +2,259 @@ package switchyard_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/switchyard-db/switchyard"
 	"github.com/switchyard-db/switchyard/stdlib"
 	"github.com/switchyard-db/switchyard/switchyardtest"
 )
 
 // TestOnePositionPerProcess: two DBs on the same servers in one process
 // (a second handle for a component, an ORM's) share the DB-wide
-// position, so a write through one is seen by a read through the other,
-// with a replica 20 ms behind; so do two *sql.DB on them. A DB of another
-// cluster in the same process is not sent to its primary by those writes.
+// position, with a replica 20 ms behind: a write through either, then a
+// read through the other, 1,000 times, and no read is stale; the same
+// with two *sql.DB from stdlib.OpenDB, and with a DB opened after another
+// was closed. A DB of another cluster (another lab: its own system
+// identifier) in the same process reads on its replica throughout: the
+// writes never send its reads to its primary.
 func TestOnePositionPerProcess(t *testing.T) {
 	ctx := testCtx(t)
 	c := laggingLab(t, 1, 20*time.Millisecond)
+	other := laggingLab(t, 1, 0)
+	if c.SystemIdentifier() == other.SystemIdentifier() {
+		t.Fatalf("the two labs share system identifier %d: they are not two clusters", c.SystemIdentifier())
+	}
 	db1, db2 := openDB(t, c), openDB(t, c)
-	other := switchyardtest.New(t, switchyardtest.Options{Replicas: 1})
 	db3 := openDB(t, other)
 	waitCaughtUp(t, other, db3)
-	before3 := db3.Stats().Routes
 
-	stale := 0
-	for i := 0; i < 1000; i++ {
-		var wrote, got int64
-		if err := db1.QueryRow(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&wrote); err != nil {
-			t.Fatal(err)
+	// Each round writes through one handle and reads through the other
+	// (alternately), and reads the other cluster through its own DB.
+	type handle interface {
+		write(ctx context.Context) (int64, error)
+		read(ctx context.Context) (v int64, onReplica bool, err error)
+	}
+	otherReads, otherOnReplica := 0, 0
+	rounds := func(t *testing.T, what string, a, b, o handle) {
+		t.Helper()
+		stale, onReplica, control := 0, 0, 0
+		for i := 0; i < 1000; i++ {
+			w, r := a, b
+			if i%2 == 1 {
+				w, r = b, a
+			}
+			wrote, err := w.write(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, rec, err := o.read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			otherReads++
+			if rec {
+				otherOnReplica++
+			}
+			// The control: a new session knows nothing of the write, and
+			// reads on the replica, which has not replayed it yet.
+			if got, _, err := r.read(switchyard.WithSession(ctx)); err != nil {
+				t.Fatal(err)
+			} else if got < wrote {
+				control++
+			}
+			got, rec, err := r.read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got < wrote {
+				stale++
+			}
+			if rec {
+				onReplica++
+			}
 		}
-		if err := db2.QueryRow(ctx, "SELECT v FROM counters WHERE id = 0").Scan(&got); err != nil {
-			t.Fatal(err)
+		t.Logf("%s: 1000 writes each read through the other handle: %d stale, %d on the replica (a new session's read there: %d stale)", what, stale, onReplica, control)
+		if stale != 0 {
+			t.Errorf("%s: %d of 1000 reads through the other handle were stale", what, stale)
 		}
-		if got < wrote {
-			stale++
+		if control == 0 {
+			t.Errorf("%s: no read of a new session was stale: the replica was not behind, and the test shows nothing", what)
 		}
 	}
-	if stale != 0 {
-		t.Errorf("%d of 1000 reads through a second DB were stale", stale)
-	}
+	rounds(t, "two DBs", pgxHandle{db1}, pgxHandle{db2}, pgxHandle{db3})
 
-	sql1, sql2 := stdlib.OpenDB(db1), stdlib.OpenDB(db2)
-	defer sql1.Close()
+	sql1, sql2, sql3 := stdlib.OpenDB(db1), stdlib.OpenDB(db2), stdlib.OpenDB(db3)
 	defer sql2.Close()
-	stale = 0
-	for i := 0; i < 1000; i++ {
-		var wrote, got int64
-		if err := sql1.QueryRowContext(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&wrote); err != nil {
-			t.Fatal(err)
-		}
-		if err := sql2.QueryRowContext(ctx, "SELECT v FROM counters WHERE id = 0").Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got < wrote {
-			stale++
-		}
-	}
-	if stale != 0 {
-		t.Errorf("%d of 1000 reads through a second *sql.DB were stale", stale)
-	}
+	defer sql3.Close()
+	rounds(t, "two *sql.DB", sqlHandle{sql1}, sqlHandle{sql2}, sqlHandle{sql3})
 
-	// The other cluster's reads never waited for these writes.
-	var rec bool
-	if err := db3.QueryRow(context.Background(), "SELECT pg_is_in_recovery()").Scan(&rec); err != nil || !rec {
-		t.Errorf("a read on another cluster after writes on this one: on a replica %v, %v", rec, err)
-	}
-	if after := db3.Stats().Routes; after.AfterWrite != before3.AfterWrite {
-		t.Errorf("the other cluster's reads went to its primary after this cluster's writes: %+v", after)
-	}
-
-	// Closing one DB leaves the other's guarantee intact.
+	// Closing one DB leaves the others' guarantee intact, and a DB opened
+	// afterwards shares it too.
+	sql1.Close()
 	db1.Close()
-	var wrote, got int64
-	if err := db2.QueryRow(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&wrote); err != nil {
+	db4 := openDB(t, c)
+	rounds(t, "after closing one, a new DB", pgxHandle{db2}, pgxHandle{db4}, pgxHandle{db3})
+
+	t.Logf("the other cluster: %d of %d reads on its replica; routes %+v", otherOnReplica, otherReads, db3.Stats().Routes)
+	if otherOnReplica != otherReads {
+		t.Errorf("the other cluster's reads: %d of %d on its replica; writes to one cluster sent another's reads to its primary", otherOnReplica, otherReads)
+	}
+}
+
+// pgxHandle and sqlHandle write and read counter 0 through a DB and a
+// *sql.DB, without a session.
+type pgxHandle struct{ db *switchyard.DB }
+
+func (h pgxHandle) write(ctx context.Context) (v int64, err error) {
+	err = h.db.QueryRow(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&v)
+	return v, err
+}
+
+func (h pgxHandle) read(ctx context.Context) (v int64, rec bool, err error) {
+	err = h.db.QueryRow(ctx, "SELECT v, pg_is_in_recovery() FROM counters WHERE id = 0").Scan(&v, &rec)
+	return v, rec, err
+}
+
+type sqlHandle struct{ db *sql.DB }
+
+func (h sqlHandle) write(ctx context.Context) (v int64, err error) {
+	err = h.db.QueryRowContext(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&v)
+	return v, err
+}
+
+func (h sqlHandle) read(ctx context.Context) (v int64, rec bool, err error) {
+	err = h.db.QueryRowContext(ctx, "SELECT v, pg_is_in_recovery() FROM counters WHERE id = 0").Scan(&v, &rec)
+	return v, rec, err
+}
+
+// TestOnePositionPerProcessConcurrently: 8 goroutines, each writing its
+// own counter through one of four DBs on the same servers and reading it
+// back through another, 1,000 rounds in all, with a replica 20 ms behind:
+// no read is stale. The DBs share positions without a lock on the read
+// path (atomics, and a lock only when a cluster is first seen), so the
+// race detector watches it too.
+func TestOnePositionPerProcessConcurrently(t *testing.T) {
+	ctx := testCtx(t)
+	const goroutines, perGoroutine = 8, 125
+	c := laggingLab(t, goroutines, 20*time.Millisecond)
+	dbs := []*switchyard.DB{openDB(t, c), openDB(t, c), openDB(t, c), openDB(t, c)}
+	var stale, onReplica atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perGoroutine; i++ {
+				w, r := dbs[(g+i)%len(dbs)], dbs[(g+i+1+i%3)%len(dbs)]
+				var wrote, got int64
+				var rec bool
+				if err := w.QueryRow(ctx, "UPDATE counters SET v = v + 1 WHERE id = $1 RETURNING v", g).Scan(&wrote); err != nil {
+					errs <- err
+					return
+				}
+				if err := r.QueryRow(ctx, "SELECT v, pg_is_in_recovery() FROM counters WHERE id = $1", g).Scan(&got, &rec); err != nil {
+					errs <- err
+					return
+				}
+				if got < wrote {
+					stale.Add(1)
+				}
+				if rec {
+					onReplica.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
 		t.Fatal(err)
 	}
-	if err := db2.QueryRow(ctx, "SELECT v FROM counters WHERE id = 0").Scan(&got); err != nil || got < wrote {
-		t.Errorf("after closing the other DB: read %d after writing %d (%v)", got, wrote, err)
+	t.Logf("%d writes, each read through another DB by %d goroutines: %d stale, %d on the replica", goroutines*perGoroutine, goroutines, stale.Load(), onReplica.Load())
+	if n := stale.Load(); n != 0 {
+		t.Errorf("%d of %d reads were stale", n, goroutines*perGoroutine)
 	}
+}
+
+// knownBugs runs the tests of bugs found and not fixed yet (see their
+// comments); they are skipped otherwise.
+const knownBugs = "SWITCHYARD_KNOWN_BUGS"
+
+// TestForkedClustersInOneProcess: two clusters that share a system
+// identifier (here a replica promoted while its primary runs on, as a
+// clone restored from a physical backup or a storage snapshot, or the
+// green side of a blue/green switch, would) are two clusters: a read
+// through a DB of one must see what the DB wrote, whatever a DB of the
+// other did meanwhile.
+//
+// Known bug: the process-wide position is keyed by the system identifier
+// alone, so the two clusters share one position. A read through the fork
+// after a write through the original takes the fork's insert position as
+// covering that write, and the original's next read goes to a replica
+// that has replayed that far, which does not have the write.
+func TestForkedClustersInOneProcess(t *testing.T) {
+	if os.Getenv(knownBugs) == "" {
+		t.Skip("known bug (clusters that share a system identifier share a position); set " + knownBugs + "=1 to run")
+	}
+	ctx := testCtx(t)
+	c := switchyardtest.New(t, switchyardtest.Options{Replicas: 2})
+	if err := c.Primary().Exec(ctx, "CREATE TABLE counters (id int PRIMARY KEY, v bigint NOT NULL); INSERT INTO counters VALUES (0, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReplicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	replica, fork := c.Replicas()[0], c.Replicas()[1]
+	if err := fork.Promote(ctx); err != nil { // the primary runs on
+		t.Fatal(err)
+	}
+	db := switchyardOpen(t, switchyard.Config{Primary: c.Primary().DSN(), Replicas: []string{replica.DSN()}})
+	forkDB := switchyardOpen(t, switchyard.Config{Primary: fork.DSN()})
+	// The original cluster's WAL moves past the fork's; its replica has
+	// replayed it, then stops replaying.
+	if err := c.Primary().Exec(ctx, "CREATE TABLE filler AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 20000) g"); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, db)
+	if err := replica.PauseReplay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer replica.ResumeReplay(context.Background())
+	stale := 0
+	for i := 0; i < 20; i++ {
+		var wrote, got int64
+		if err := db.QueryRow(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&wrote); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := forkDB.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow(ctx, "SELECT v FROM counters WHERE id = 0").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got < wrote {
+			stale++
+		}
+	}
+	if stale != 0 {
+		t.Errorf("%d of 20 reads after a write were stale: a read through a DB of another cluster with the same system identifier covered the write", stale)
+	}
+}
+
+// switchyardOpen opens a DB with cfg and closes it when the test ends.
+func switchyardOpen(t *testing.T, cfg switchyard.Config) *switchyard.DB {
+	t.Helper()
+	db, err := switchyard.Open(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(fmt.Errorf("open: %w", err))
+	}
+	t.Cleanup(db.Close)
+	return db
 }
