@@ -78,10 +78,37 @@ var monitorParams = map[string]string{
 	"idle_in_transaction_session_timeout": "0",
 }
 
-// pollTimeout bounds one poll, connecting included: a node that does not
-// answer within it is as good as down (frozen, partitioned, its disk
-// stalled): eight intervals, at least 200 ms.
-func (m *Monitor) pollTimeout() time.Duration { return max(8*m.interval, 200*time.Millisecond) }
+// pollTimeout bounds one poll of n, connecting included: a node that does
+// not answer within it is as good as down (frozen, partitioned, its disk
+// stalled). It is eight intervals, at least 200 ms, or four of the node's
+// usual round trips where those are longer: a replica far away is slow,
+// not hung.
+func (m *Monitor) pollTimeout(n *Node) time.Duration {
+	return max(8*m.interval, 200*time.Millisecond, 4*n.RTT())
+}
+
+// maxPollTimeout bounds how long a poll of a node that timed out before
+// may wait (unless eight intervals are longer).
+const maxPollTimeout = 5 * time.Second
+
+// nextPollTimeout is the bound of n's next poll after one that took
+// timeout and failed with err (nil: it answered). A poll that timed out
+// makes the next wait twice as long, so that a node that became slow but
+// still answers (a network path that got 200 ms longer) is seen answering
+// and rejoins, balanced by its new round trip; a node that never answers
+// is out of rotation meanwhile all the same. After an answer, the bound
+// comes back down to what the node's round trips call for, a quarter of
+// the way each poll, while its smoothed round trip catches up.
+func (m *Monitor) nextPollTimeout(n *Node, timeout time.Duration, err error) time.Duration {
+	base := m.pollTimeout(n)
+	switch {
+	case err == nil:
+		return max(base, timeout-(timeout-base)/4)
+	case pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded):
+		return min(2*timeout, max(base, maxPollTimeout))
+	}
+	return base
+}
 
 func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 	defer m.wg.Done()
@@ -93,8 +120,11 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 	}()
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
+	timeout := m.pollTimeout(n)
 	for {
-		if err := m.poll(ctx, n, cfg, &conn); err != nil && ctx.Err() == nil {
+		err := m.poll(ctx, n, cfg, &conn, timeout)
+		timeout = m.nextPollTimeout(n, timeout, err)
+		if err != nil && ctx.Err() == nil {
 			if conn != nil {
 				conn.Close(context.Background())
 				conn = nil
@@ -155,8 +185,8 @@ func ParsePoll(row [][]byte) (Poll, error) {
 	return p, nil
 }
 
-func (m *Monitor) poll(ctx context.Context, n *Node, cfg *pgconn.Config, conn **pgconn.PgConn) error {
-	ctx, cancel := context.WithTimeout(ctx, m.pollTimeout())
+func (m *Monitor) poll(ctx context.Context, n *Node, cfg *pgconn.Config, conn **pgconn.PgConn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if *conn == nil {
 		own := cfg.Copy()

@@ -2,6 +2,9 @@ package topology
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -99,8 +102,8 @@ func TestMonitor(t *testing.T) {
 	m := StartMonitor(c, configs, 5*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)),
 		func(s string) string { return strings.ReplaceAll(s, "hunter2", "xxxxx") })
 	defer m.Close()
-	if m.pollTimeout() != 200*time.Millisecond {
-		t.Errorf("poll timeout %v", m.pollTimeout())
+	if d := m.pollTimeout(c.Nodes[0]); d != 200*time.Millisecond {
+		t.Errorf("poll timeout %v", d)
 	}
 	eventually(t, "the first polls", func() bool {
 		for _, n := range c.Nodes[1:] {
@@ -171,5 +174,43 @@ func TestMonitorUnreachableAndDefaultRedact(t *testing.T) {
 	eventually(t, "the node down", func() bool { return !c.Nodes[0].Healthy() })
 	if m.redact("x") != "x" {
 		t.Error("default redact")
+	}
+}
+
+// TestPollTimeout: a poll waits eight intervals (at least 200 ms), or four
+// of the node's round trips where those are longer; after a poll that
+// timed out, twice as long each time up to maxPollTimeout, so that a node
+// that became slow is seen answering; after an answer it comes back down a
+// quarter of the way each poll. Other failures leave it at the base.
+func TestPollTimeout(t *testing.T) {
+	m := &Monitor{interval: 5 * time.Millisecond}
+	n := NewNode("n", 0, 1)
+	const base = 200 * time.Millisecond
+	if d := m.pollTimeout(n); d != base {
+		t.Fatalf("base %v", d)
+	}
+	timedOut := fmt.Errorf("poll: %w", context.DeadlineExceeded)
+	d := base
+	for _, want := range []time.Duration{400, 800, 1600, 3200, 5000, 5000} {
+		if d = m.nextPollTimeout(n, d, timedOut); d != want*time.Millisecond {
+			t.Fatalf("after a timeout: %v, want %vms", d, want)
+		}
+	}
+	if d = m.nextPollTimeout(n, d, nil); d != 5*time.Second-(5*time.Second-base)/4 {
+		t.Errorf("after an answer: %v", d)
+	}
+	if d = m.nextPollTimeout(n, d, errors.New("connection refused")); d != base {
+		t.Errorf("after another failure: %v", d)
+	}
+	for range 100 {
+		d = m.nextPollTimeout(n, 5*time.Second, nil)
+		n.ObserveRTT(300 * time.Millisecond)
+	}
+	if got := m.pollTimeout(n); got < 1190*time.Millisecond || got > 1200*time.Millisecond {
+		t.Errorf("a node 300 ms away: base %v, want four round trips", got)
+	}
+	slow := &Monitor{interval: time.Second}
+	if d := slow.nextPollTimeout(n, 8*time.Second, timedOut); d != 8*time.Second {
+		t.Errorf("with a 1 s interval, after a timeout: %v, want eight intervals", d)
 	}
 }
