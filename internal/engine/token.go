@@ -234,7 +234,14 @@ func (e *Engine) Token(ctx context.Context, o *Options, lend Lender) (string, er
 	var entries []TokenEntry
 	for _, p := range s.all() {
 		tli := p.timeline.Load()
-		if c := e.clusterByKey(p.key); c != nil {
+		c := e.clusterByKey(p.key)
+		if c == nil && s == e.global {
+			// The DB-wide session is the process's: it holds the positions
+			// of other DBs' clusters too, which this DB has not settled.
+			// Its token carries this DB's.
+			continue
+		}
+		if c != nil {
 			tli = c.Primary().Timeline()
 		}
 		var flags uint64
