@@ -258,3 +258,33 @@ func switchyardOpen(t *testing.T, cfg switchyard.Config) *switchyard.DB {
 	t.Cleanup(db.Close)
 	return db
 }
+
+// TestDBTokenHoldsItsOwnClusters: the DB-wide position is the process's,
+// which holds every DB's clusters; a DB's token (without a session)
+// carries its own clusters' positions only, so that restoring it on that
+// DB finds no cluster it does not have.
+func TestDBTokenHoldsItsOwnClusters(t *testing.T) {
+	ctx := testCtx(t)
+	a, b := laggingLab(t, 1, 0), laggingLab(t, 1, 0)
+	dba, dbb := openDB(t, a), openDB(t, b)
+	for _, db := range []*switchyard.DB{dba, dbb} {
+		if _, err := db.Exec(ctx, "UPDATE counters SET v = v + 1 WHERE id = 0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := dbb.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, err := switchyard.WithToken(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int64
+	if err := dbb.QueryRow(tctx, "SELECT v FROM counters WHERE id = 0").Scan(&v); err != nil || v != 1 {
+		t.Fatalf("the token's read: %d, %v", v, err)
+	}
+	if n := dbb.Stats().Routes.TokensForeign; n != 0 {
+		t.Errorf("the DB's own token named %d cluster(s) it does not have (another DB's, in the same process)", n)
+	}
+}
