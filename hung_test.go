@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,8 +59,12 @@ func readsUnderFault(t *testing.T, db *switchyard.DB, on, off func()) {
 	stop()
 	slices.Sort(lat)
 	before, during := float64(counts[0].Load()), float64(counts[1].Load())/5
-	t.Logf("reads/s: %.0f before, %.0f during the fault, %.0f after; latency p50 %v, p99 %v, max %v (begun %v into the run, the fault from 1s to 6s); %d errors; retried %d",
-		before, during, float64(counts[2].Load()), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], slowestAt.Sub(begin).Round(time.Millisecond), errs.Load(), db.Stats().Routes.Retried)
+	// The reads slower than 50 ms are those a hedged read (a second copy
+	// sent elsewhere once the first has waited far too long) would have
+	// sped up: what it could buy, against what it costs everywhere.
+	slow := len(lat) - sort.Search(len(lat), func(i int) bool { return lat[i] > 50*time.Millisecond })
+	t.Logf("reads/s: %.0f before, %.0f during the fault, %.0f after; latency p50 %v, p99 %v, max %v (begun %v into the run, the fault from 1s to 6s); %d of %d reads over 50 ms; %d errors; retried %d",
+		before, during, float64(counts[2].Load()), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], slowestAt.Sub(begin).Round(time.Millisecond), slow, len(lat), errs.Load(), db.Stats().Routes.Retried)
 	if n := errs.Load(); n != 0 {
 		t.Errorf("%d reads failed; first: %v", n, firstErr.Load())
 	}
