@@ -1,0 +1,424 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/switchyard-db/switchyard/internal/pgscript"
+	"github.com/switchyard-db/switchyard/internal/topology"
+)
+
+// Every test of CommitAcross runs in a synctest bubble against scripted
+// primaries reached in memory: waits for a primary (PrimaryWait) pass on
+// the bubble's clock, synctest.Wait tells when the commit is stuck waiting,
+// and the bubble fails the test if a goroutine is left behind.
+
+func TestCommitAcrossWithoutWritersCommitsEachPart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAcross(t, 3, Config{})
+		phase := phases(t)
+		parts := a.begin(t, false, false, false)
+		if err := a.commit(context.Background(), parts); err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range a.srv {
+			if h := strings.Join(s.History(), "|"); h != "BEGIN|COMMIT" {
+				t.Errorf("cluster %d: %q", i, h)
+			}
+		}
+		if phase() != "" || a.lend.calls.Load() != 0 {
+			t.Errorf("phases %q, %d connections lent", phase(), a.lend.calls.Load())
+		}
+		idleOrBroken(t, parts)
+	})
+}
+
+func TestCommitAcrossOneWriterCommitsAlone(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		commit pgscript.Reply
+		want   func(error) bool
+	}{
+		{"committed", pgscript.Tag("COMMIT"), func(err error) bool { return err == nil }},
+		{"rolled back", pgscript.Tag("ROLLBACK"), func(err error) bool { return errors.Is(err, errRolledBack) }},
+		{"refused", pgscript.Fail("40001", "could not serialize access"), func(err error) bool { return pgErrCode(err) == "40001" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 2, Config{})
+				phase := phases(t)
+				parts := a.begin(t, false, true)
+				a.on(1, "COMMIT", func(pgscript.Query) pgscript.Reply {
+					r := c.commit
+					r.TxStatus = 'I'
+					return r
+				})
+				if err := a.commit(context.Background(), parts); !c.want(err) {
+					t.Fatalf("%v", err)
+				}
+				// The reader commits first; the writer as any transaction
+				// does: its id, then COMMIT, in one round trip.
+				if h := strings.Join(a.srv[0].History(), "|"); h != "BEGIN|COMMIT" {
+					t.Errorf("reader: %q", h)
+				}
+				if h := strings.Join(a.srv[1].History(), "|"); h != "BEGIN|"+xidSQL+"|COMMIT" {
+					t.Errorf("writer: %q", h)
+				}
+				if phase() != "" {
+					t.Errorf("two-phase commit for one writer: %q", phase())
+				}
+				idleOrBroken(t, parts)
+			})
+		})
+	}
+}
+
+func TestCommitAcrossReaderCommitRefusedRollsBackTheRest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAcross(t, 3, Config{})
+		parts := a.begin(t, false, false, true)
+		a.on(1, "COMMIT", func(pgscript.Query) pgscript.Reply {
+			r := pgscript.Fail("40001", "could not serialize access due to read/write dependencies")
+			r.TxStatus = 'I'
+			return r
+		})
+		if err := a.commit(context.Background(), parts); pgErrCode(err) != "40001" {
+			t.Fatalf("%v", err)
+		}
+		if h := strings.Join(a.srv[2].History(), "|"); h != "BEGIN|ROLLBACK" {
+			t.Errorf("the writer: %q", h)
+		}
+		idleOrBroken(t, parts)
+	})
+}
+
+var gidPattern = regexp.MustCompile(`^switchyard:` + fmt.Sprint(uint64(testSystem)) + `:[0-9a-f]{24}$`)
+
+func TestCommitAcrossCommitsEveryPart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAcross(t, 3, Config{})
+		phase := phases(t)
+		parts := a.begin(t, true, true, true)
+		if err := a.commit(context.Background(), parts); err != nil {
+			t.Fatal(err)
+		}
+		if got := phase(); got != "preparing prepared decided committed" {
+			t.Errorf("phases %q", got)
+		}
+		gid := a.gid(t, 1)
+		if !gidPattern.MatchString(gid) || a.gid(t, 2) != gid {
+			t.Fatalf("gids %q, %q", gid, a.gid(t, 2))
+		}
+		// The coordinator (the first writer) made the decisions table, then
+		// inserted the decision in its transaction and committed it.
+		if h := strings.Join(a.srv[0].History(), "|"); h != "BEGIN|"+DecisionsSQL+"|"+decisionSQL+"|"+xidSQL+"|COMMIT" {
+			t.Errorf("coordinator: %q", h)
+		}
+		if committed, ok := a.srv[0].decision(gid); !ok || !committed {
+			t.Errorf("decision row %v %v", committed, ok)
+		}
+		for i := 1; i < 3; i++ {
+			if h := strings.Join(a.srv[i].History(), "|"); h != "BEGIN|PREPARE TRANSACTION '"+gid+"'|COMMIT PREPARED '"+gid+"'" {
+				t.Errorf("part %d: %q", i, h)
+			}
+			if left := a.srv[i].preparedGIDs(); len(left) != 0 {
+				t.Errorf("part %d: still prepared: %v", i, left)
+			}
+		}
+		idleOrBroken(t, parts)
+		for _, p := range parts {
+			if p.Conn.IsClosed() {
+				t.Error("a part's connection closed")
+			}
+		}
+		// The session reads its writes: the next read of every cluster
+		// goes to its primary, with a capture.
+		for i := range a.srv {
+			var p Plan
+			a.e.PlanRead(context.Background(), &p, &Options{Session: a.s}, a.cluster(i))
+			if p.Reason != ReasonAfterWrite || p.After != AfterCapture {
+				t.Errorf("cluster %d: the next read: %v, after %d", i, p.Reason, p.After)
+			}
+		}
+
+		// The table is made once; every block has a gid of its own.
+		parts = a.begin(t, true, true, true)
+		if err := a.commit(context.Background(), parts); err != nil {
+			t.Fatal(err)
+		}
+		if made, _, _ := a.srv[0].counts(); made != 1 {
+			t.Errorf("decisions table made %d times", made)
+		}
+		if ended := a.srv[1].ended(); len(ended) != 2 || ended[0] == ended[1] {
+			t.Errorf("ended %v", ended)
+		}
+	})
+}
+
+// noneCommitted checks that a block across clusters left nothing
+// committed and nothing prepared: no decision row, every prepared part
+// rolled back.
+func noneCommitted(t *testing.T, a *across, gid string) {
+	t.Helper()
+	if committed, ok := a.srv[0].decision(gid); ok && committed {
+		t.Error("the decision to commit is recorded")
+	}
+	for i, s := range a.srv {
+		if left := s.preparedGIDs(); len(left) != 0 {
+			t.Errorf("cluster %d: still prepared: %v", i, left)
+		}
+		for _, e := range s.ended() {
+			if strings.HasPrefix(e, "COMMIT") {
+				t.Errorf("cluster %d: %s", i, e)
+			}
+		}
+	}
+}
+
+func TestCommitAcrossPrepareRefused(t *testing.T) {
+	for _, c := range []struct {
+		name, code string
+		retryable  bool
+	}{
+		// A conflict with another transaction: running the block again can
+		// succeed.
+		{"serialization failure", "40001", true},
+		// A deferred constraint checked at PREPARE: the block's own
+		// failure, as it would be at a single cluster's COMMIT.
+		{"deferred foreign key", "23503", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 3, Config{})
+				phase := phases(t)
+				parts := a.begin(t, true, true, true)
+				a.on(1, "PREPARE TRANSACTION", func(pgscript.Query) pgscript.Reply {
+					r := pgscript.Fail(c.code, "refused")
+					r.TxStatus = 'I' // PREPARE that fails is a ROLLBACK
+					return r
+				})
+				err := a.commit(context.Background(), parts)
+				if pgErrCode(err) != c.code || RetryableTx(err) != c.retryable || notCommitted(err) != c.retryable {
+					t.Fatalf("%v: retryable %v, not committed %v", err, RetryableTx(err), notCommitted(err))
+				}
+				if phase() != "preparing" {
+					t.Errorf("phases %q", phase())
+				}
+				gid := a.gid(t, 2)
+				noneCommitted(t, a, gid)
+				// The coordinator rolled back; the part that prepared was
+				// rolled back on its connection; the one that refused was
+				// not asked again.
+				if !slices.Contains(a.srv[0].History(), "ROLLBACK") {
+					t.Error("the coordinator was not rolled back")
+				}
+				if got := a.srv[2].ended(); !slices.Equal(got, []string{"ROLLBACK " + gid}) {
+					t.Errorf("the prepared part: %v", got)
+				}
+				if a.srv[1].sent("ROLLBACK PREPARED") {
+					t.Error("the part that refused got ROLLBACK PREPARED")
+				}
+				idleOrBroken(t, parts)
+			})
+		})
+	}
+}
+
+// The coordinator's insert of the decision fails on its key: recovery
+// recorded an abort for the gid first (a part prepared longer ago than
+// RecoveryGrace). Nothing is committed, and the block may run again.
+func TestCommitAcrossDecisionKeyTakenRunsAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAcross(t, 2, Config{})
+		parts := a.begin(t, true, true)
+		a.on(0, decisionSQL, func(q pgscript.Query) pgscript.Reply {
+			a.srv[0].decide(q.Param(0), false)
+			return a.srv[0].answer(q)
+		})
+		err := a.commit(context.Background(), parts)
+		if pgErrCode(err) != "23505" || !notCommitted(err) || !RetryableTx(err) {
+			t.Fatalf("%v", err)
+		}
+		gid := a.gid(t, 1)
+		noneCommitted(t, a, gid)
+		if got := a.srv[1].ended(); !slices.Equal(got, []string{"ROLLBACK " + gid}) {
+			t.Errorf("the prepared part: %v", got)
+		}
+		idleOrBroken(t, parts)
+	})
+}
+
+// cameBack waits until every other goroutine of the bubble is blocked,
+// checks that the commit has not returned and that cluster i's primary is
+// out of rotation (the commit waits for it), and brings it back, as the
+// monitor would once it answers.
+func (a *across) cameBack(t *testing.T, i int, errc <-chan error) {
+	t.Helper()
+	synctest.Wait()
+	select {
+	case err := <-errc:
+		t.Fatalf("returned without waiting for the primary: %v", err)
+	default:
+	}
+	n := a.cluster(i).Primary()
+	if n.Healthy() {
+		t.Fatalf("cluster %d's primary is still in rotation", i)
+	}
+	n.MarkUp(time.Now())
+}
+
+func TestCommitAcrossPrepareConnectionLost(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ran  bool // PREPARE ran before the connection dropped
+	}{
+		{"before PREPARE ran", false},
+		{"after PREPARE ran", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 3, Config{})
+				parts := a.begin(t, true, true, true)
+				if c.ran {
+					a.on(1, "PREPARE TRANSACTION", ranThenDropped(a.srv[1]))
+				} else {
+					a.on(1, "PREPARE TRANSACTION", dropped)
+				}
+				errc := make(chan error, 1)
+				go func() { errc <- a.commit(context.Background(), parts) }()
+				// The part may be prepared: it is rolled back once its
+				// primary answers again, on a new connection.
+				a.cameBack(t, 1, errc)
+				err := <-errc
+				if !notCommitted(err) || !RetryableTx(err) {
+					t.Fatalf("%v", err)
+				}
+				gid := a.gid(t, 2)
+				noneCommitted(t, a, gid)
+				if !a.srv[1].sent("ROLLBACK PREPARED '" + gid + "'") {
+					t.Error("the part whose connection was lost was not rolled back")
+				}
+				if want := c.ran; slices.Contains(a.srv[1].ended(), "ROLLBACK "+gid) != want {
+					t.Errorf("ended %v", a.srv[1].ended())
+				}
+				if !parts[1].Conn.IsClosed() {
+					t.Error("the lost connection is open")
+				}
+				idleOrBroken(t, parts)
+			})
+		})
+	}
+}
+
+func TestCommitAcrossDecisionRefused(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		commit pgscript.Reply
+		want   func(error) bool
+	}{
+		{"serialization failure", pgscript.Fail("40001", "could not serialize access"), func(err error) bool {
+			return pgErrCode(err) == "40001" && notCommitted(err) && RetryableTx(err)
+		}},
+		{"rolled back", pgscript.Tag("ROLLBACK"), func(err error) bool { return errors.Is(err, errRolledBack) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 3, Config{})
+				phase := phases(t)
+				parts := a.begin(t, true, true, true)
+				a.on(0, "COMMIT", func(q pgscript.Query) pgscript.Reply {
+					a.srv[0].answer(pgscript.Query{SQL: "ROLLBACK", Conn: q.Conn})
+					r := c.commit
+					r.TxStatus = 'I'
+					return r
+				})
+				err := a.commit(context.Background(), parts)
+				if !c.want(err) || errors.Is(err, ErrCommitUnknown) {
+					t.Fatalf("%v", err)
+				}
+				if phase() != "preparing prepared" {
+					t.Errorf("phases %q", phase())
+				}
+				gid := a.gid(t, 1)
+				noneCommitted(t, a, gid)
+				for i := 1; i < 3; i++ {
+					if got := a.srv[i].ended(); !slices.Equal(got, []string{"ROLLBACK " + gid}) {
+						t.Errorf("part %d: %v", i, got)
+					}
+				}
+				idleOrBroken(t, parts)
+			})
+		})
+	}
+}
+
+// The coordinator's COMMIT is lost and pg_xact_status cannot tell (too
+// old to look up): the decision row says what became of it, once the
+// coordinator's primary answers again.
+func TestCommitAcrossDecisionInDoubtReadBack(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// lostAgain: the first connection to read the decision is refused
+		// too (the primary goes out of rotation once more).
+		lostAgain bool
+	}{
+		{"committed", false},
+		{"committed, read on a second try", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 3, Config{})
+				phase := phases(t)
+				parts := a.begin(t, true, true, true)
+				tooOld := resolved(nil, testStarted, "f", "0:1", nil)
+				a.srv[0].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) {
+					switch {
+					case q.Conn == a.partConn[0] && q.SQL == "COMMIT":
+						return ranThenDropped(a.srv[0])(q), true
+					case q.SQL == resolveSQL:
+						return tooOld, true
+					}
+					return pgscript.Reply{}, false
+				})
+				if c.lostAgain {
+					// Loans: 1 the table, 2 pg_xact_status, 3 the decision.
+					a.lend.failWith(func(_ *topology.Node, call int64) error {
+						if call == 3 {
+							return refused
+						}
+						return nil
+					})
+				}
+				errc := make(chan error, 1)
+				go func() { errc <- a.commit(context.Background(), parts) }()
+				a.cameBack(t, 0, errc)
+				if c.lostAgain {
+					a.cameBack(t, 0, errc)
+				}
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+				if got := phase(); got != "preparing prepared decided committed" {
+					t.Errorf("phases %q", got)
+				}
+				gid := a.gid(t, 1)
+				for i := 1; i < 3; i++ {
+					if got := a.srv[i].ended(); !slices.Equal(got, []string{"COMMIT " + gid}) {
+						t.Errorf("part %d: %v", i, got)
+					}
+				}
+				if st := a.e.Stats(); st.InDoubtUnknown != 1 {
+					t.Errorf("stats %+v", st)
+				}
+				idleOrBroken(t, parts)
+			})
+		})
+	}
+}
