@@ -216,6 +216,12 @@ func (e *Engine) CommitAcross(ctx context.Context, parts []*Part, lend Lender) e
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		e.abortPrepared(ctx, writers, errs, gid, lend)
+		if pgerr.Code(errs[0]) == "23505" {
+			// The decision's row exists already: recovery recorded an
+			// abort for gid (a part prepared longer ago than
+			// RecoveryGrace). Nothing committed; the block may run again.
+			return &NotCommittedError{err}
+		}
 		return acrossNotCommitted(err)
 	}
 	hook("prepared")
@@ -290,10 +296,12 @@ var errRolledBack = errors.New("switchyard: the transaction had failed: COMMIT r
 
 // acrossNotCommitted wraps an error of a block that certainly did not commit so
 // that Atomic runs it again, unless the server's error says why it cannot
-// work (which running it again would not change).
+// work (which running it again would not change: a deferred constraint
+// that PREPARE TRANSACTION or COMMIT checked, say), as for a transaction
+// on one cluster.
 func acrossNotCommitted(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && !RetryableTx(err) && pgErr.Code != "23505" {
+	if errors.As(err, &pgErr) && !RetryableTx(err) {
 		return err
 	}
 	var nc *NotCommittedError

@@ -192,6 +192,7 @@ func TestCommitAcrossPrepareRefused(t *testing.T) {
 		{"serialization failure", "40001", true},
 		// A deferred constraint checked at PREPARE: the block's own
 		// failure, as it would be at a single cluster's COMMIT.
+		{"deferred unique constraint", "23505", false},
 		{"deferred foreign key", "23503", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -325,6 +326,9 @@ func TestCommitAcrossDecisionRefused(t *testing.T) {
 	}{
 		{"serialization failure", pgscript.Fail("40001", "could not serialize access"), func(err error) bool {
 			return pgErrCode(err) == "40001" && notCommitted(err) && RetryableTx(err)
+		}},
+		{"deferred constraint", pgscript.Fail("23505", "duplicate key value"), func(err error) bool {
+			return pgErrCode(err) == "23505" && !RetryableTx(err)
 		}},
 		{"rolled back", pgscript.Tag("ROLLBACK"), func(err error) bool { return errors.Is(err, errRolledBack) }},
 	} {
