@@ -504,8 +504,11 @@ func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		db.wrote(ctx)
 	}
 	if read {
+		// As a read (Latest too), without a check or capture riding along.
 		res.plan.Plain()
-		db.engine.PlanRead(ctx, &res.plan, o, at.cluster)
+		if err := db.planKnown(ctx, &res.plan, at.cluster, true, nil); err != nil {
+			return &batchResults{err: err}
+		}
 	} else {
 		db.engine.PlanWrite(&res.plan, o, at.cluster)
 	}
