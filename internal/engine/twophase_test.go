@@ -426,3 +426,239 @@ func TestCommitAcrossDecisionInDoubtReadBack(t *testing.T) {
 		})
 	}
 }
+
+// The connection to the coordinator is lost before its transaction's id
+// arrived: COMMIT never ran, but that is not known. Reading the decision
+// finds no row and records an abort (so that a COMMIT still on its way
+// would fail on the key), and every prepared part is rolled back.
+func TestCommitAcrossDecisionInDoubtAbortRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAcross(t, 3, Config{})
+		phase := phases(t)
+		parts := a.begin(t, true, true, true)
+		a.on(0, xidSQL, dropped)
+		err := a.commit(context.Background(), parts)
+		if !notCommitted(err) || !RetryableTx(err) || errors.Is(err, ErrCommitUnknown) || !strings.Contains(err.Error(), "decision was to abort") {
+			t.Fatalf("%v", err)
+		}
+		if phase() != "preparing prepared" {
+			t.Errorf("phases %q", phase())
+		}
+		gid := a.gid(t, 1)
+		if committed, ok := a.srv[0].decision(gid); !ok || committed {
+			t.Errorf("decision row %v %v, want the abort recorded", committed, ok)
+		}
+		noneCommitted(t, a, gid)
+		for i := 1; i < 3; i++ {
+			if got := a.srv[i].ended(); !slices.Equal(got, []string{"ROLLBACK " + gid}) {
+				t.Errorf("part %d: %v", i, got)
+			}
+		}
+		idleOrBroken(t, parts)
+	})
+}
+
+// The coordinator's COMMIT is lost, and pg_xact_status answers: no need
+// for the decision row.
+func TestCommitAcrossDecisionInDoubtResolved(t *testing.T) {
+	for _, c := range []struct {
+		status    string
+		committed bool
+	}{
+		{"committed", true},
+		{"aborted", false},
+	} {
+		t.Run(c.status, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 2, Config{})
+				parts := a.begin(t, true, true)
+				a.srv[0].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) {
+					switch {
+					case q.Conn == a.partConn[0] && q.SQL == "COMMIT":
+						if c.committed {
+							return ranThenDropped(a.srv[0])(q), true
+						}
+						return pgscript.Reply{Drop: true}, true
+					case q.SQL == resolveSQL:
+						return resolved(c.status, testStarted, "f", "0:1", nil), true
+					}
+					return pgscript.Reply{}, false
+				})
+				err := a.commit(context.Background(), parts)
+				gid := a.gid(t, 1)
+				if c.committed {
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := a.srv[1].ended(); !slices.Equal(got, []string{"COMMIT " + gid}) {
+						t.Errorf("part: %v", got)
+					}
+				} else {
+					if !notCommitted(err) || !RetryableTx(err) {
+						t.Fatalf("%v", err)
+					}
+					noneCommitted(t, a, gid)
+				}
+				if a.srv[0].sent(recordAbortSQL) {
+					t.Error("the decision row was read although pg_xact_status answered")
+				}
+			})
+		})
+	}
+}
+
+// The coordinator's COMMIT is lost and its primary does not come back
+// within PrimaryWait: the outcome is unknown, the prepared parts are left
+// for recovery, which commits them once the coordinator answers (its
+// COMMIT had run).
+func TestCommitAcrossDecisionInDoubtLeftToRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		setFor(t, &RecoveryGrace, 0)
+		a := newAcross(t, 3, Config{PrimaryWait: 2 * time.Second})
+		parts := a.begin(t, true, true, true)
+		a.srv[0].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) {
+			switch {
+			case q.Conn == a.partConn[0] && q.SQL == "COMMIT":
+				return ranThenDropped(a.srv[0])(q), true
+			case q.SQL == resolveSQL:
+				return resolved(nil, testStarted, "f", "0:1", nil), true
+			}
+			return pgscript.Reply{}, false
+		})
+		start := time.Now()
+		err := a.commit(context.Background(), parts)
+		if !errors.Is(err, ErrCommitUnknown) || RetryableTx(err) {
+			t.Fatalf("%v", err)
+		}
+		// pg_xact_status answered at once; then the decision waited
+		// PrimaryWait for the primary.
+		if d := time.Since(start); d != 2*time.Second {
+			t.Errorf("gave up after %v", d)
+		}
+		if !strings.Contains(a.logs.String(), "recovery will finish it") {
+			t.Errorf("logs: %s", a.logs)
+		}
+		gid := a.gid(t, 1)
+		for i := 1; i < 3; i++ {
+			if got := a.srv[i].preparedGIDs(); !slices.Equal(got, []string{gid}) {
+				t.Errorf("part %d: prepared %v", i, got)
+			}
+		}
+		// The session's marks are balanced: its next read after the
+		// monitor's next capture is not stuck on the primary.
+		for i := 1; i < 3; i++ {
+			if m := parts[i].Plan.pos.marks.Load(); m%2 != 0 {
+				t.Errorf("part %d: %d marks", i, m)
+			}
+		}
+
+		a.cluster(0).Primary().MarkUp(time.Now())
+		n, err := a.e.Recover(context.Background(), a.lend.lend)
+		if err != nil || n != 2 {
+			t.Fatalf("recovered %d: %v", n, err)
+		}
+		for i := 1; i < 3; i++ {
+			if got := a.srv[i].ended(); !slices.Equal(got, []string{"COMMIT " + gid}) {
+				t.Errorf("part %d: %v", i, got)
+			}
+		}
+	})
+}
+
+func TestCommitAcrossCommitPreparedConnectionLost(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ran  bool // COMMIT PREPARED ran before the connection dropped
+	}{
+		{"before COMMIT PREPARED ran", false},
+		{"after COMMIT PREPARED ran", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 3, Config{})
+				phase := phases(t)
+				parts := a.begin(t, true, true, true)
+				if c.ran {
+					a.on(1, "COMMIT PREPARED", ranThenDropped(a.srv[1]))
+				} else {
+					a.on(1, "COMMIT PREPARED", dropped)
+				}
+				errc := make(chan error, 1)
+				go func() { errc <- a.commit(context.Background(), parts) }()
+				// Finished on a new connection once the primary answers.
+				a.cameBack(t, 1, errc)
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+				if got := phase(); got != "preparing prepared decided committed" {
+					t.Errorf("phases %q", got)
+				}
+				gid := a.gid(t, 1)
+				for i := 1; i < 3; i++ {
+					if got := a.srv[i].ended(); !slices.Equal(got, []string{"COMMIT " + gid}) {
+						t.Errorf("part %d: %v", i, got)
+					}
+				}
+				if n := strings.Count(strings.Join(a.srv[1].History(), "\n"), "COMMIT PREPARED"); n != 2 {
+					t.Errorf("COMMIT PREPARED sent %d times", n)
+				}
+				if strings.Contains(a.logs.String(), "recovery will") {
+					t.Errorf("logs: %s", a.logs)
+				}
+				idleOrBroken(t, parts)
+			})
+		})
+	}
+}
+
+// COMMIT PREPARED's connection is lost and the part's primary does not
+// come back within PrimaryWait: the block is committed all the same (the
+// decision is durable); recovery commits the part later.
+func TestCommitAcrossCommitPreparedLeftToRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		setFor(t, &RecoveryGrace, time.Second)
+		a := newAcross(t, 2, Config{})
+		parts := a.begin(t, true, true)
+		a.on(1, "COMMIT PREPARED", dropped)
+		if err := a.commit(context.Background(), parts); err != nil {
+			t.Fatal(err)
+		}
+		gid := a.gid(t, 1)
+		if got := a.srv[1].preparedGIDs(); !slices.Equal(got, []string{gid}) {
+			t.Fatalf("prepared %v", got)
+		}
+		if !strings.Contains(a.logs.String(), "could not be finished now; recovery will") {
+			t.Errorf("logs: %s", a.logs)
+		}
+		a.cluster(1).Primary().MarkUp(time.Now())
+		time.Sleep(RecoveryGrace)
+		if n, err := a.e.Recover(context.Background(), a.lend.lend); err != nil || n != 1 {
+			t.Fatalf("recovered %d: %v", n, err)
+		}
+		if got := a.srv[1].ended(); !slices.Equal(got, []string{"COMMIT " + gid}) {
+			t.Errorf("part: %v", got)
+		}
+	})
+}
+
+func TestCommitAcrossWithoutPreparedTransactions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAcross(t, 3, Config{})
+		if err := a.e.CheckTwoPhase(); err != nil {
+			t.Fatal(err)
+		}
+		a.cluster(1).MaxPrepared = 0
+		parts := a.begin(t, true, true, false)
+		err := a.commit(context.Background(), parts)
+		if !errors.Is(err, ErrNoPreparedTransactions) || RetryableTx(err) ||
+			!strings.Contains(err.Error(), "cluster b") || !strings.Contains(err.Error(), "max_prepared_transactions = 0") {
+			t.Fatalf("%v", err)
+		}
+		for i, want := range []string{"BEGIN|ROLLBACK", "BEGIN|ROLLBACK", "BEGIN|COMMIT"} {
+			if h := strings.Join(a.srv[i].History(), "|"); h != want {
+				t.Errorf("cluster %d: %q, want %q", i, h, want)
+			}
+		}
+		idleOrBroken(t, parts)
+	})
+}
