@@ -191,7 +191,7 @@ func (e *Engine) CommitAcross(ctx context.Context, parts []*Part, lend Lender) e
 	}
 	if err := e.ensureDecisions(ctx, coord.Plan.Cluster, lend); err != nil {
 		rollbackAll(ctx, writers)
-		return &NotCommittedError{err}
+		return acrossNotCommitted(err)
 	}
 	gid := newGID(coord.Plan.Cluster)
 	for _, p := range others {

@@ -662,3 +662,67 @@ func TestCommitAcrossWithoutPreparedTransactions(t *testing.T) {
 		idleOrBroken(t, parts)
 	})
 }
+
+func TestCommitAcrossDecisionsTable(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// made answers DecisionsSQL; nil: the connection is refused.
+		made      *pgscript.Reply
+		committed bool
+		retryable bool
+	}{
+		// Another process made it at the same time: it exists.
+		{"made concurrently", ptr(pgscript.Fail("42P07", `relation "decisions" already exists`)), true, false},
+		{"schema made concurrently", ptr(pgscript.Fail("42P06", `schema "switchyard" already exists`)), true, false},
+		{"catalog race", ptr(pgscript.Fail("23505", `duplicate key value violates unique constraint "pg_namespace_nspname_index"`)), true, false},
+		// The coordinator's primary is down: nothing was sent, run again.
+		{"primary unreachable", nil, false, true},
+		// The server says why it cannot work: as is.
+		{"permission denied", ptr(pgscript.Fail("42501", "permission denied for database app")), false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 2, Config{})
+				parts := a.begin(t, true, true)
+				if c.made == nil {
+					a.lend.failWith(func(*topology.Node, int64) error { return refused })
+				} else {
+					a.srv[0].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) { return *c.made, q.SQL == DecisionsSQL })
+				}
+				err := a.commit(context.Background(), parts)
+				if c.committed {
+					if err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				if err == nil || RetryableTx(err) != c.retryable {
+					t.Fatalf("%v: retryable %v", err, RetryableTx(err))
+				}
+				if c.made != nil && (pgErrCode(err) != c.made.Error.Code || !strings.Contains(err.Error(), "making switchyard.decisions on cluster default")) {
+					t.Errorf("%v", err)
+				}
+				if a.srv[1].sent("PREPARE") {
+					t.Error("prepared without a decisions table")
+				}
+				for i, s := range a.srv {
+					if !s.sent("ROLLBACK") || s.sent("COMMIT") || s.sent("PREPARE") {
+						t.Errorf("cluster %d: %q", i, s.History())
+					}
+				}
+				idleOrBroken(t, parts)
+				// Not made: the next block tries again.
+				a.lend.failWith(nil)
+				a.srv[0].on.Store(nil)
+				if err := a.commit(context.Background(), a.begin(t, true, true)); err != nil {
+					t.Fatal(err)
+				}
+				if made, _, _ := a.srv[0].counts(); made != 1 {
+					t.Errorf("made %d times", made)
+				}
+			})
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
