@@ -118,11 +118,16 @@ func (d *decisionsReady) pruneDue(now time.Time) bool {
 	return true
 }
 
-// ensureDecisions makes the decisions table on cluster c, once.
+// ensureDecisions makes the decisions table on cluster c, once it is
+// known to exist. The lock is not held while the table is made, so that a
+// primary that hangs holds up no other cluster's blocks; callers that race
+// to make it all run DecisionsSQL, which makes it once (see created).
 func (e *Engine) ensureDecisions(ctx context.Context, c *topology.Cluster, lend Lender) error {
-	e.decisions.mu.Lock()
-	defer e.decisions.mu.Unlock()
-	if e.decisions.ready[c.Index] {
+	d := &e.decisions
+	d.mu.Lock()
+	ready := d.ready[c.Index]
+	d.mu.Unlock()
+	if ready {
 		return nil
 	}
 	conn, release, err := lend(ctx, c.Primary())
@@ -133,10 +138,12 @@ func (e *Engine) ensureDecisions(ctx context.Context, c *topology.Cluster, lend 
 	if err := conn.Exec(ctx, DecisionsSQL).Close(); err != nil && !created(err) {
 		return fmt.Errorf("switchyard: making switchyard.decisions on cluster %s (for commits across clusters): %w", c.Name, err)
 	}
-	if e.decisions.ready == nil {
-		e.decisions.ready = map[int]bool{}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ready == nil {
+		d.ready = map[int]bool{}
 	}
-	e.decisions.ready[c.Index] = true
+	d.ready[c.Index] = true
 	return nil
 }
 

@@ -726,3 +726,41 @@ func TestCommitAcrossDecisionsTable(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A coordinator whose decisions table is being made (its primary hangs)
+// holds up no block coordinated elsewhere.
+func TestCommitAcrossDecisionsTableOfAnotherCluster(t *testing.T) {
+	a := newAcross(t, 3, Config{})
+	hung := make(chan struct{})
+	a.srv[1].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) {
+		if q.SQL == DecisionsSQL {
+			close(hung)
+			return pgscript.Reply{Hang: true}, true
+		}
+		return pgscript.Reply{}, false
+	})
+	// Coordinated by b, whose primary hangs making the table.
+	stuck := a.begin(t, false, true, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	stuckErr := make(chan error, 1)
+	go func() { stuckErr <- a.commit(ctx, stuck) }()
+	defer func() {
+		cancel()
+		if err := <-stuckErr; err == nil {
+			t.Error("the stuck block committed")
+		}
+	}()
+	<-hung
+	// Coordinated by default.
+	parts := a.begin(t, true, false, true)
+	errc := make(chan error, 1)
+	go func() { errc <- a.commit(ctxT(t), parts) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a block coordinated by default waited for cluster b's decisions table")
+	}
+}
