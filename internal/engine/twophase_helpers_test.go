@@ -44,6 +44,7 @@ type tpc struct {
 	decisions map[string]bool      // committed rows: gid, committed
 	prepared  map[string]time.Time // gid: when prepared
 	finished  []string             // "COMMIT gid", "ROLLBACK gid": prepared transactions ended
+	aborts    []string             // gids whose abort recordAbortSQL recorded
 	made      int                  // DecisionsSQL runs
 	prunes    []string             // DELETE statements
 	xacts     int                  // pg_prepared_xacts queries
@@ -126,6 +127,7 @@ func (s *tpc) answer(q pgscript.Query) pgscript.Reply {
 			return pgscript.Reply{Columns: committedColumn, Tag: "INSERT 0 0"}
 		}
 		s.decisions[gid] = false
+		s.aborts = append(s.aborts, gid)
 		return pgscript.Reply{Columns: committedColumn, Rows: [][]any{{false}}, Tag: "INSERT 0 1"}
 	case sql == readDecisionSQL:
 		if committed, ok := s.decisions[q.Param(0)]; ok {
@@ -192,6 +194,13 @@ func (s *tpc) ended() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.finished)
+}
+
+// abortsRecorded lists the gids whose abort was recorded, in order.
+func (s *tpc) abortsRecorded() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.aborts)
 }
 
 func (s *tpc) counts() (made, xacts, prunes int) {
