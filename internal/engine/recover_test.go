@@ -316,6 +316,25 @@ func TestRecoverOneConnectionPerNode(t *testing.T) {
 			}
 		})
 	})
+	t.Run("a connection breaks", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			a := newAcross(t, 2, Config{})
+			a.srv[1].prepare(g1, 2*time.Minute) // first
+			a.srv[1].prepare(g2, time.Minute)
+			// The coordinator's connection drops while reading g1's
+			// decision: g2's is read on a new one.
+			a.srv[0].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) {
+				return pgscript.Reply{Drop: true}, q.SQL == recordAbortSQL && q.Param(0) == g1
+			})
+			done, err := a.e.Recover(context.Background(), a.lend.lend)
+			if err != nil || done != 1 || !slices.Equal(a.srv[1].preparedGIDs(), []string{g1}) {
+				t.Fatalf("finished %d, left %v: %v", done, a.srv[1].preparedGIDs(), err)
+			}
+			if lent, released := a.lend.lent.Load(), a.lend.released.Load(); lent != 3 || released != lent {
+				t.Errorf("lent %d, released %d", lent, released)
+			}
+		})
+	})
 }
 
 func TestDecide(t *testing.T) {

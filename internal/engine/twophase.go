@@ -455,8 +455,13 @@ func reuse(lend Lender) (l Lender, closeAll func()) {
 	l = func(ctx context.Context, n *topology.Node) (*pgconn.PgConn, func(), error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if h, ok := conns[n]; ok && !h.conn.IsClosed() {
-			return h.conn, func() {}, nil
+		if h, ok := conns[n]; ok {
+			if !h.conn.IsClosed() {
+				return h.conn, func() {}, nil
+			}
+			// Broken: given back before another is lent.
+			delete(conns, n)
+			h.release()
 		}
 		conn, release, err := lend(ctx, n)
 		if err != nil {

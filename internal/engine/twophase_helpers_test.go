@@ -140,7 +140,10 @@ func (s *tpc) answer(q pgscript.Query) pgscript.Reply {
 		for gid := range s.prepared {
 			gids = append(gids, gid)
 		}
-		sort.Slice(gids, func(i, j int) bool { return s.prepared[gids[i]].Before(s.prepared[gids[j]]) })
+		sort.Slice(gids, func(i, j int) bool {
+			a, b := s.prepared[gids[i]], s.prepared[gids[j]]
+			return a.Before(b) || a.Equal(b) && gids[i] < gids[j]
+		})
 		r := pgscript.Reply{Columns: pgscript.TextColumns("gid", "age")}
 		for _, gid := range gids {
 			age := time.Since(s.prepared[gid]).Seconds()
