@@ -35,6 +35,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -301,21 +302,42 @@ func runOne(ctx context.Context, p *pools, r router, run int, o Options) (Result
 		return Result{}, err
 	}
 	waitConns(ctx, r, poolSize(o.Sessions))
-	o.Logf("%s: %d sessions, %v warmup, %v measured", r.name(), o.Sessions, o.Warmup, o.Duration)
+	var window func(measureFrom, end time.Time) (note func() string)
+	if db, ok := r.(*sy); ok {
+		window = func(measureFrom, end time.Time) func() string {
+			var before, after switchyard.RouteStats
+			var snap sync.WaitGroup
+			snap.Add(2)
+			t1 := time.AfterFunc(time.Until(measureFrom), func() { before = db.db.Stats().Routes; snap.Done() })
+			t2 := time.AfterFunc(time.Until(end), func() { after = db.db.Stats().Routes; snap.Done() })
+			return func() string {
+				if t1.Stop() || t2.Stop() {
+					return "" // the run ended early
+				}
+				snap.Wait()
+				return routeNote(before, after)
+			}
+		}
+	}
+	return measure(ctx, r.name(), func(ctx context.Context, _ int) session { return r.newSession(ctx) }, run, o, window)
+}
+
+// measure runs the workload in o.Sessions sessions at once, each made by
+// newSession (given the context the session runs in and its index), on
+// the counter rows of run. window, if set, is called as the run starts
+// with its measured window, and the function it returns once the run
+// ended, for the result's note.
+func measure(ctx context.Context, name string, newSession func(ctx context.Context, i int) session, run int, o Options,
+	window func(measureFrom, end time.Time) (note func() string)) (Result, error) {
+	o.Logf("%s: %d sessions, %v warmup, %v measured", name, o.Sessions, o.Warmup, o.Duration)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
 	start := time.Now()
 	measureFrom, end := start.Add(o.Warmup), start.Add(o.Warmup+o.Duration)
-	var before, after switchyard.RouteStats
-	db, _ := r.(*sy)
-	var snap sync.WaitGroup
-	if db != nil {
-		snap.Add(2)
-		t1 := time.AfterFunc(time.Until(measureFrom), func() { before = db.db.Stats().Routes; snap.Done() })
-		t2 := time.AfterFunc(time.Until(end), func() { after = db.db.Stats().Routes; snap.Done() })
-		defer t1.Stop()
-		defer t2.Stop()
+	var note func() string
+	if window != nil {
+		note = window(measureFrom, end)
 	}
 
 	tallies := make([]tally, o.Sessions)
@@ -324,18 +346,20 @@ func runOne(ctx context.Context, p *pools, r router, run int, o Options) (Result
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := work(ctx, r.newSession(ctx), run, i+1, o, measureFrom, end, &tallies[i]); err != nil {
-				cancel(fmt.Errorf("compare: %s, session %d: %w", r.name(), i+1, err))
+			if err := work(ctx, newSession(ctx, i), run, i+1, o, measureFrom, end, &tallies[i]); err != nil {
+				cancel(fmt.Errorf("compare: %s, session %d: %w", name, i+1, err))
 			}
 		}()
 	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
+		if note != nil {
+			note()
+		}
 		return Result{}, err
 	}
-	snap.Wait()
 
-	res := Result{Router: r.name()}
+	res := Result{Router: name}
 	var lat []time.Duration
 	for _, t := range tallies {
 		res.Writes += t.writes
@@ -346,10 +370,10 @@ func runOne(ctx context.Context, p *pools, r router, run int, o Options) (Result
 	}
 	slices.Sort(lat)
 	res.P50, res.P99 = percentile(lat, 0.50), percentile(lat, 0.99)
-	if db != nil {
-		res.Note = routeNote(before, after)
+	if note != nil {
+		res.Note = note()
 	}
-	o.Logf("%s: %d reads, %d stale, %.1f%% on replicas", r.name(), res.Reads, res.Stale, 100*res.ReplicaShare())
+	o.Logf("%s: %d reads, %d stale, %.1f%% on replicas", name, res.Reads, res.Stale, 100*res.ReplicaShare())
 	return res, nil
 }
 
@@ -367,10 +391,8 @@ func routeNote(b, a switchyard.RouteStats) string {
 func work(ctx context.Context, s session, run, id int, o Options, measureFrom, end time.Time, t *tally) error {
 	var seen int // the highest value the session wrote or read
 	read := func(measured bool) error {
-		var v int
-		var inRecovery bool
 		began := time.Now()
-		err := s.scan(readSQL, []any{run, id}, &v, &inRecovery)
+		v, onReplica, err := s.read(ctx, run, id)
 		took := time.Since(began)
 		if errors.Is(err, pgx.ErrNoRows) {
 			v, err = -1, nil // the row is not there yet: as stale as it gets
@@ -381,7 +403,7 @@ func work(ctx context.Context, s session, run, id int, o Options, measureFrom, e
 		if measured {
 			t.reads++
 			t.latencies = append(t.latencies, took)
-			if inRecovery {
+			if onReplica {
 				t.replica++
 			}
 			if v < seen {
@@ -398,8 +420,8 @@ func work(ctx context.Context, s session, run, id int, o Options, measureFrom, e
 		}
 		measured := !now.Before(measureFrom)
 		if rand.Float64() < o.WriteRatio {
-			var v int
-			if err := s.scan(writeSQL, []any{run, id}, &v); err != nil {
+			v, err := s.write(ctx, run, id)
+			if err != nil {
 				return err
 			}
 			seen = max(seen, v)
@@ -428,7 +450,12 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // WriteTable prints results as an aligned table (the router's name on the
 // left, numbers on the right), with switchyard's routing note below it.
 func WriteTable(w io.Writer, results []Result) error {
-	rows := [][]string{{"router", "reads", "stale reads", "replica share", "p50 read", "p99 read"}}
+	return writeResults(w, "router", results)
+}
+
+// writeResults is WriteTable with first as the first column's heading.
+func writeResults(w io.Writer, first string, results []Result) error {
+	rows := [][]string{{first, "reads", "stale reads", "replica share", "p50 read", "p99 read"}}
 	for _, r := range results {
 		rows = append(rows, []string{
 			r.Router,
@@ -439,24 +466,8 @@ func WriteTable(w io.Writer, results []Result) error {
 			ms(r.P99),
 		})
 	}
-	widths := make([]int, len(rows[0]))
-	for _, row := range rows {
-		for i, cell := range row {
-			widths[i] = max(widths[i], len(cell))
-		}
-	}
 	var b strings.Builder
-	for _, row := range rows {
-		b.WriteString("  ")
-		for i, cell := range row {
-			if i == 0 {
-				fmt.Fprintf(&b, "%-*s", widths[i], cell)
-			} else {
-				fmt.Fprintf(&b, "  %*s", widths[i], cell)
-			}
-		}
-		b.WriteByte('\n')
-	}
+	writeAligned(&b, rows, 1)
 	for _, r := range results {
 		if r.Note != "" {
 			fmt.Fprintf(&b, "\n%s\n", wrap(r.Note, 78))
@@ -464,6 +475,34 @@ func WriteTable(w io.Writer, results []Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeAligned writes rows as columns two spaces apart, indented by two:
+// the first left columns aligned left, the others right.
+func writeAligned(b *strings.Builder, rows [][]string, left int) {
+	var widths []int
+	for _, row := range rows {
+		for i, cell := range row {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, row := range rows {
+		line := " "
+		for i, cell := range row {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
+			if i < left {
+				line += " " + cell + pad
+			} else {
+				line += " " + pad + cell
+			}
+			line += " "
+		}
+		b.WriteString(strings.TrimRight(line, " "))
+		b.WriteByte('\n')
+	}
 }
 
 // ms formats a latency in milliseconds.

@@ -102,17 +102,15 @@ func TestRouters(t *testing.T) {
 	}
 	onReplica := func(s session) bool {
 		t.Helper()
-		var v int
-		var rec bool
-		if err := s.scan(readSQL, []any{1, 1}, &v, &rec); err != nil {
+		_, rec, err := s.read(ctx, 1, 1)
+		if err != nil {
 			t.Fatal(err)
 		}
 		return rec
 	}
 	write := func(s session) {
 		t.Helper()
-		var v int
-		if err := s.scan(writeSQL, []any{1, 1}, &v); err != nil {
+		if _, err := s.write(ctx, 1, 1); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -24,9 +24,38 @@ type router interface {
 	close()
 }
 
-// A session runs one statement and scans its single row.
+// A session is one session's connection (or connections) to the data:
+// the two statements of the workload.
 type session interface {
+	// write increments the session's counter row and returns its new
+	// value.
+	write(ctx context.Context, run, id int) (int, error)
+	// read returns the counter row's value and whether a replica served
+	// it.
+	read(ctx context.Context, run, id int) (v int, onReplica bool, err error)
+}
+
+// A scanner runs one statement and scans its single row: a router's
+// session, with the context it runs in.
+type scanner interface {
 	scan(sql string, args []any, dest ...any) error
+}
+
+// routed runs the workload's statements through a router's session, which
+// judges a replica by pg_is_in_recovery().
+type routed struct{ scanner }
+
+func (r routed) write(_ context.Context, run, id int) (int, error) {
+	var v int
+	err := r.scan(writeSQL, []any{run, id}, &v)
+	return v, err
+}
+
+func (r routed) read(_ context.Context, run, id int) (int, bool, error) {
+	var v int
+	var inRecovery bool
+	err := r.scan(readSQL, []any{run, id}, &v, &inRecovery)
+	return v, inRecovery, err
 }
 
 // isSelect is how the routers that tutorials recommend classify a
@@ -68,7 +97,7 @@ func (r *naive) close()       {}
 
 func (r *naive) poolStats() []*pgxpool.Stat { return r.p.stats() }
 func (r *naive) newSession(ctx context.Context) session {
-	return naiveSession{ctx, r.p}
+	return routed{naiveSession{ctx, r.p}}
 }
 
 type naiveSession struct {
@@ -102,7 +131,7 @@ func (r *sticky) close()       {}
 
 func (r *sticky) poolStats() []*pgxpool.Stat { return r.p.stats() }
 func (r *sticky) newSession(ctx context.Context) session {
-	return &stickySession{ctx: ctx, p: r.p, window: r.window}
+	return routed{&stickySession{ctx: ctx, p: r.p, window: r.window}}
 }
 
 type stickySession struct {
@@ -142,7 +171,7 @@ func (r *sy) poolStats() []*pgxpool.Stat {
 	return s
 }
 func (r *sy) newSession(ctx context.Context) session {
-	return sySession{db: r.db, ctx: switchyard.WithSession(ctx)}
+	return routed{sySession{db: r.db, ctx: switchyard.WithSession(ctx)}}
 }
 
 type sySession struct {
