@@ -14,8 +14,9 @@ import (
 // more would most likely fail the check.
 const latestCheckLag = 20 * time.Millisecond
 
-// latestFetch is a cluster's primary position query under way for Latest
-// reads: reads that began before it was sent share it.
+// latestFetch is a cluster's latest primary position query for Latest
+// reads, under way or answered: reads that began before it was sent share
+// it.
 type latestFetch struct {
 	mu  sync.Mutex
 	cur *fetch
@@ -53,14 +54,15 @@ func (e *Engine) PlanLatest(ctx context.Context, p *Plan, o *Options, c *topolog
 func (e *Engine) latestPosition(ctx context.Context, c *topology.Cluster, began time.Time, lend Lender) (lsn.LSN, error) {
 	lf := &e.latests[c.Index]
 	lf.mu.Lock()
-	if f := lf.cur; f != nil && !f.sent.Before(began) {
+	for f := lf.cur; f != nil && !f.sent.Before(began); f = lf.cur {
 		lf.mu.Unlock()
 		select {
 		case <-f.done:
 			if f.err == nil {
 				return f.pos, nil
 			}
-			// The sharer's query failed: try one of our own.
+			// The query failed: share the next one, which another read
+			// that shared this one may have sent already, or send it.
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
@@ -70,12 +72,17 @@ func (e *Engine) latestPosition(ctx context.Context, c *topology.Cluster, began 
 	lf.cur = f
 	lf.mu.Unlock()
 	f.pos, f.err = e.primaryPosition(ctx, c, lend)
-	close(f.done)
-	lf.mu.Lock()
-	if lf.cur == f {
-		lf.cur = nil
+	if f.err != nil {
+		// Forgotten before the reads that share it wake: they share (or
+		// send) the next one. An answer stays for the reads that began
+		// before it was sent but come late.
+		lf.mu.Lock()
+		if lf.cur == f {
+			lf.cur = nil
+		}
+		lf.mu.Unlock()
 	}
-	lf.mu.Unlock()
+	close(f.done)
 	return f.pos, f.err
 }
 

@@ -213,6 +213,39 @@ func TestPlanLatestErrors(t *testing.T) {
 	}
 }
 
+// The reads that shared a query that failed try again, sharing one query
+// among them.
+func TestPlanLatestSharersOfAFailedQueryShareTheNext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLatest(t, 1, Config{}, true, func(n int64) pgscript.Reply {
+			if n == 1 {
+				return pgscript.Fail("57014", "canceling statement due to statement timeout")
+			}
+			return pgscript.Row("0/3000000")
+		})
+		var reads []<-chan planned
+		for range 4 {
+			reads = append(reads, l.planAsync(context.Background()))
+		}
+		synctest.Wait()
+		close(l.gate)
+		failed := 0
+		for _, r := range reads {
+			got := <-r
+			switch {
+			case got.err != nil:
+				failed++
+			case got.p.atLeast != 0x3000000:
+				t.Errorf("at %v", got.p.atLeast)
+			}
+		}
+		// The read whose query failed fails; the others share a second.
+		if failed != 1 || l.asked.Load() != 2 {
+			t.Errorf("%d failed; %d queries", failed, l.asked.Load())
+		}
+	})
+}
+
 func TestPlanLatestSharerContextEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := newLatest(t, 1, Config{}, true, position(0x3000000))
