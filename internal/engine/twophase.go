@@ -345,11 +345,33 @@ func (e *Engine) abortPrepared(ctx context.Context, writers []*Part, errs []erro
 	rollbackAll(ctx, writers[:1])
 	for i, p := range writers[1:] {
 		p.Plan.markWrite() // the end of a write that never was
-		if err := errs[i+1]; err != nil && !pgerr.NodeDown(err) {
+		var pgErr *pgconn.PgError
+		switch err := errs[i+1]; {
+		case err == nil || pgerr.NodeDown(err):
+			e.finishPrepared(ctx, p, gid, false, lend)
+		case errors.As(err, &pgErr):
 			// The server refused PREPARE: it rolled the transaction back.
-			continue
+		default:
+			// PREPARE was cut short (the caller's context ended, and pgconn
+			// closed the connection): it may have run.
+			e.rollbackPrepared(ctx, p, gid, lend)
 		}
-		e.finishPrepared(ctx, p, gid, false, lend)
+	}
+}
+
+// rollbackPrepared rolls back a part that may be prepared as gid on a new
+// connection to its cluster's primary (its own was closed under it, by no
+// fault of the node); what it cannot do recovery will.
+func (e *Engine) rollbackPrepared(ctx context.Context, p *Part, gid string, lend Lender) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.PrimaryWait)
+	defer cancel()
+	conn, release, err := lend(ctx, p.Plan.Cluster.Primary())
+	if err == nil {
+		err = conn.Exec(ctx, "ROLLBACK PREPARED '"+gid+"'").Close()
+		release()
+	}
+	if err != nil && !missing(err) {
+		e.log.Warn("switchyard: a part whose PREPARE was cut short could not be rolled back now; recovery will", "cluster", p.Plan.Cluster.Name, "gid", gid, "err", e.redact(err.Error()))
 	}
 }
 

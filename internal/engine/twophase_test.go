@@ -764,3 +764,73 @@ func TestCommitAcrossDecisionsTableOfAnotherCluster(t *testing.T) {
 		t.Fatal("a block coordinated by default waited for cluster b's decisions table")
 	}
 }
+
+// The caller's context ends while a part's PREPARE runs (its reply is
+// lost with the connection that pgconn closes): the part may be prepared,
+// so it is rolled back at once on a new connection, rather than left
+// holding its locks until recovery; its primary, which did nothing wrong,
+// stays in rotation.
+func TestCommitAcrossContextEndsDuringPrepare(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		unreachable bool // no new connection can be had: recovery's job
+	}{
+		{"rolled back at once", false},
+		{"left to recovery", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := newAcross(t, 3, Config{})
+				parts := a.begin(t, true, true, true)
+				a.on(1, "PREPARE TRANSACTION", func(q pgscript.Query) pgscript.Reply {
+					a.srv[1].answer(q)
+					return pgscript.Reply{Hang: true}
+				})
+				if c.unreachable {
+					b := a.cluster(1).Primary()
+					a.lend.failWith(func(n *topology.Node, _ int64) error {
+						if n == b {
+							return refused
+						}
+						return nil
+					})
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				errc := make(chan error, 1)
+				go func() { errc <- a.commit(ctx, parts) }()
+				synctest.Wait()
+				cancel()
+				err := <-errc
+				if !errors.Is(err, context.Canceled) || RetryableTx(err) {
+					t.Fatalf("%v", err)
+				}
+				gid := a.gid(t, 2)
+				if committed, ok := a.srv[0].decision(gid); ok && committed {
+					t.Error("the decision to commit is recorded")
+				}
+				if got := a.srv[2].ended(); !slices.Equal(got, []string{"ROLLBACK " + gid}) {
+					t.Errorf("the part that prepared: %v", got)
+				}
+				if c.unreachable {
+					if got := a.srv[1].preparedGIDs(); !slices.Equal(got, []string{gid}) {
+						t.Errorf("prepared %v", got)
+					}
+					if !strings.Contains(a.logs.String(), "could not be rolled back now; recovery will") {
+						t.Errorf("logs: %s", a.logs)
+					}
+				} else {
+					noneCommitted(t, a, gid)
+					if got := a.srv[1].ended(); !slices.Equal(got, []string{"ROLLBACK " + gid}) {
+						t.Errorf("the part whose PREPARE was cut short: %v", got)
+					}
+				}
+				for i := range a.srv {
+					if !a.cluster(i).Primary().Healthy() {
+						t.Errorf("cluster %d's primary out of rotation", i)
+					}
+				}
+				idleOrBroken(t, parts)
+			})
+		})
+	}
+}
