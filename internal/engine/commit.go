@@ -109,8 +109,11 @@ func (e *Engine) Commit(ctx context.Context, p *Plan, conn *pgconn.PgConn, lend 
 	}
 	// The connection died, or the server ended the session, during COMMIT
 	// (a FATAL can even follow a commit: a canceled synchronous
-	// replication wait). Ask.
-	e.NodeDown(primary, err)
+	// replication wait), or the caller's context ended, which says
+	// nothing of the primary. Ask.
+	if pgerr.NodeDown(err) {
+		e.NodeDown(primary, err)
+	}
 	return tag, e.resolve(ctx, primary, timeline, inDoubt{xid: string(xid), started: string(started)}, err, lend)
 }
 

@@ -12,9 +12,9 @@ import (
 // and should stay in rotation. Commit (commit.go, e.NodeDown(primary, err)
 // before resolve) takes it out with the reason "context canceled": the
 // front's OnDown drops every connection to it, and writes wait for the
-// monitor to bring it back.
+// monitor to bring it back. (Fixed: only an error that says the server or
+// the connection is gone takes the primary out.)
 func TestCommitContextEndedKeepsThePrimary(t *testing.T) {
-	t.Skip("known bug in commit.go (Commit marks the primary down when the caller's context ends during COMMIT); not this test's file to fix")
 	cs := doubtful(nil)
 	arrived := make(chan struct{})
 	cs.commit = pgscript.Reply{Hang: true}
