@@ -180,20 +180,30 @@ func readBenchLogs(prefix string) ([]time.Duration, error) {
 }
 
 // benchErrors sums up why pgbench failed: its distinct error messages,
-// without the client numbers (`prepared statement "P_0" already exists /
-// prepared statement "P_0" does not exist`).
+// most frequent first, without the client numbers (`prepared statement
+// "P_0" already exists / prepared statement "P_0" does not exist`).
+// pgbench's threads write to stderr at once, so a line may hold the start
+// of another: the server's message is what follows the last "ERROR:".
 func benchErrors(stderr string, werr error) string {
+	count := map[string]int{}
 	var msgs []string
 	for _, line := range strings.Split(stderr, "\n") {
-		m, ok := strings.CutPrefix(strings.TrimSpace(line), "pgbench: error: ")
-		if !ok || strings.HasPrefix(m, "Run was aborted") {
+		i := strings.LastIndex(line, "pgbench: error: ")
+		if i < 0 {
 			continue
 		}
-		m = abortedRe.ReplaceAllString(m, "")
-		m = strings.TrimSpace(strings.TrimPrefix(m, "ERROR:"))
-		if m != "" && !slices.Contains(msgs, m) {
+		m := line[i+len("pgbench: error: "):]
+		if j := strings.LastIndex(line, "ERROR:"); j >= 0 {
+			m = line[j+len("ERROR:"):]
+		}
+		m = strings.TrimSpace(abortedRe.ReplaceAllString(m, ""))
+		if m == "" || strings.HasPrefix(m, "Run was aborted") {
+			continue
+		}
+		if count[m] == 0 {
 			msgs = append(msgs, m)
 		}
+		count[m]++
 	}
 	if len(msgs) == 0 {
 		var ee *exec.ExitError
@@ -202,6 +212,7 @@ func benchErrors(stderr string, werr error) string {
 		}
 		return "pgbench: " + werr.Error()
 	}
+	slices.SortStableFunc(msgs, func(a, b string) int { return count[b] - count[a] })
 	if len(msgs) > 3 {
 		msgs = msgs[:3]
 	}
