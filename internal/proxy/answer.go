@@ -21,6 +21,10 @@ func (s *session) answerLocally(ctx context.Context, r *round) (bool, error) {
 	if done := s.answerToken(ctx, r); done {
 		return true, nil
 	}
+	if s.bound == nil && s.knownParses(r) {
+		s.answerAll(r, "", s.status(), nil)
+		return true, nil
+	}
 	if len(r.runs) != 1 || r.runs[0].Statements != 1 {
 		return false, nil
 	}
@@ -44,6 +48,29 @@ func (s *session) answerLocally(ctx context.Context, r *round) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// knownParses reports whether r only prepares statements (Parse, then Sync
+// or Flush) that a server of the client's login has accepted before: the
+// proxy answers those itself, and prepares them on the server that runs
+// them. (Should a statement no longer parse there, its table dropped
+// since, the error comes with its execution.)
+func (s *session) knownParses(r *round) bool {
+	if r.query != nil || len(r.msgs) < 2 {
+		return false
+	}
+	for _, m := range r.msgs {
+		switch m := m.(type) {
+		case *pgproto3.Parse:
+			if !s.pools.wasParsed(statementKey(m.Query, m.ParameterOIDs)) {
+				return false
+			}
+		case *pgproto3.Sync, *pgproto3.Flush:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // answerToken answers a round trip about switchyard.token: SHOW gives the
@@ -220,9 +247,9 @@ func (s *session) commit(ctx context.Context, r *round) error {
 	s.srv.engine.PlanPinned(&p, &s.opts, b.node, false)
 	p.After = engine.AfterCapture
 	p.Begin()
-	s.busy.Store(b)
+	s.setBusy(b)
 	tag, err := s.srv.engine.Commit(ctx, &p, b.conn, s.lend)
-	s.busy.Store(nil)
+	s.setBusy(nil)
 	p.Finish(err)
 	var pgErr *pgconn.PgError
 	broken := err != nil && (errors.Is(err, engine.ErrCommitUnknown) || notCommitted(err) || !errors.As(err, &pgErr))
@@ -236,6 +263,10 @@ func (s *session) commit(ctx context.Context, r *round) error {
 		}
 	}
 	switch {
+	case err == nil && tag.String() == "":
+		// Its reply was lost with the connection; the primary said it
+		// committed.
+		s.answerAll(r, "COMMIT", 'I', nil)
 	case err == nil:
 		s.answerAll(r, tag.String(), 'I', nil)
 	case !broken:
@@ -263,8 +294,11 @@ func errorFor(err error) *pgproto3.ErrorResponse {
 		e.Code = "08007" // transaction_resolution_unknown
 		e.Message = "switchyard proxy: the outcome of COMMIT is unknown: " + err.Error()
 	case notCommitted(err):
-		e.Code = "08006" // connection_failure; it provably did not commit
-		e.Message = "switchyard proxy: the connection failed during COMMIT, and the transaction did not commit: " + err.Error()
+		// The server connection failed during COMMIT, and the primary says
+		// the transaction did not commit: rolled back, as far as the
+		// client is concerned, on a client connection that goes on.
+		e.Code = "40000" // transaction_rollback
+		e.Message = "switchyard proxy: the server connection failed during COMMIT, and the transaction did not commit: " + err.Error()
 	case errors.Is(err, engine.ErrNoPrimary):
 		e.Code = "57P03"
 	case errors.As(err, &pgErr):

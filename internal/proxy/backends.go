@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,21 +56,54 @@ type pools struct {
 	size    int32
 	idle    time.Duration
 	mu      sync.Mutex
-	byLogin map[string][]*pgxpool.Pool
+	byLogin map[string]*loginPools
 	closed  bool
+}
+
+// loginPools are one login's server connections, a pool per node, and
+// what the servers told the proxy about that login's statements.
+type loginPools struct {
+	nodes []*pgxpool.Pool
+	// parsed holds the keys (statementKey) of statements a server of this
+	// login accepted in a Parse. A client's Parse of one of them, alone in
+	// its round trip, is answered by the proxy: a synchronous prepare
+	// (libpq's PQprepare, as pgbench -M prepared sends it) then never
+	// waits for a server connection that the client's own other
+	// connections may hold.
+	parsed sync.Map
+	// nparsed bounds parsed.
+	nparsed atomic.Int32
+}
+
+// maxParsed bounds the statements a login remembers as parsed; past it,
+// the memory starts again.
+const maxParsed = 10_000
+
+// markParsed records that a server accepted statement key k.
+func (lp *loginPools) markParsed(k string) {
+	if _, loaded := lp.parsed.LoadOrStore(k, struct{}{}); !loaded && lp.nparsed.Add(1) > maxParsed {
+		lp.parsed.Clear()
+		lp.nparsed.Store(0)
+	}
+}
+
+// wasParsed reports whether a server accepted statement key k.
+func (lp *loginPools) wasParsed(k string) bool {
+	_, ok := lp.parsed.Load(k)
+	return ok
 }
 
 // forLogin returns the login's pool for every node, making them (lazily
 // connecting) the first time.
-func (ps *pools) forLogin(l *login) ([]*pgxpool.Pool, error) {
+func (ps *pools) forLogin(l *login) (*loginPools, error) {
 	k := l.key()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.closed {
 		return nil, errProxyClosed
 	}
-	if p, ok := ps.byLogin[k]; ok {
-		return p, nil
+	if lp, ok := ps.byLogin[k]; ok {
+		return lp, nil
 	}
 	pools := make([]*pgxpool.Pool, len(ps.base))
 	for i, base := range ps.base {
@@ -93,18 +127,19 @@ func (ps *pools) forLogin(l *login) ([]*pgxpool.Pool, error) {
 		pools[i] = p
 	}
 	if ps.byLogin == nil {
-		ps.byLogin = map[string][]*pgxpool.Pool{}
+		ps.byLogin = map[string]*loginPools{}
 	}
-	ps.byLogin[k] = pools
-	return pools, nil
+	lp := &loginPools{nodes: pools}
+	ps.byLogin[k] = lp
+	return lp, nil
 }
 
 // reset drops node n's idle connections in every pool.
 func (ps *pools) reset(n *topology.Node) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	for _, p := range ps.byLogin {
-		p[n.Index].Reset()
+	for _, lp := range ps.byLogin {
+		lp.nodes[n.Index].Reset()
 	}
 }
 
@@ -113,8 +148,8 @@ func (ps *pools) close() {
 	all := ps.byLogin
 	ps.byLogin, ps.closed = nil, true
 	ps.mu.Unlock()
-	for _, p := range all {
-		for _, q := range p {
+	for _, lp := range all {
+		for _, q := range lp.nodes {
 			q.Close()
 		}
 	}

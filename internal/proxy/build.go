@@ -176,13 +176,14 @@ func (b *backend) has(st *statement) bool {
 	return ok && k == st.key
 }
 
-// ensure prepares client statement st on b, its replies swallowed, if b
-// does not have it: the client prepared it on another server connection.
+// ensure prepares client statement st on b, if b does not have it: the
+// client prepared it on another server connection. Its success is not
+// the client's to hear of; its failure (the table went away since) is.
 func (s *session) ensure(b *backend, items []item, st *statement) []item {
 	if b.has(st) {
 		return items
 	}
-	return s.prepare(b, items, st, swallow)
+	return s.prepare(b, items, st, replay)
 }
 
 // prepare sends a Parse of st to b under its server name (or as the
@@ -208,7 +209,7 @@ func (s *session) prepare(b *backend, items []item, st *statement, m mode) []ite
 	}
 	b.state.prepared[name] = st.key
 	fe.SendParse(&pgproto3.Parse{Name: name, Query: st.sql, ParameterOIDs: st.oids})
-	return append(items, item{kind: replyParse, mode: m})
+	return append(items, item{kind: replyParse, mode: m, parsed: st})
 }
 
 // forget drops a statement name from b's records.

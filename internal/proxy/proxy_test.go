@@ -64,10 +64,23 @@ func (r *running) connect(t testing.TB) *pgx.Conn {
 // startProxy starts a proxy in front of lab c, stopped when the test ends.
 func startProxy(t testing.TB, c *switchyardtest.Cluster, edit ...func(*proxy.Config)) *running {
 	t.Helper()
+	var dsns []string
+	for _, n := range c.Nodes() {
+		dsns = append(dsns, n.DSN())
+	}
+	r := startProxyOn(t, dsns, edit...)
+	r.lab = c
+	return r
+}
+
+// startProxyOn starts a proxy in front of the servers dsns name (the
+// primary first), stopped when the test ends.
+func startProxyOn(t testing.TB, dsns []string, edit ...func(*proxy.Config)) *running {
+	t.Helper()
 	ctx := testCtx(t)
 	nodes := []connstr.Node{}
-	for i, n := range c.Nodes() {
-		cn, err := connstr.ParseNode(fmt.Sprintf("node %d", i), n.DSN(), nil)
+	for i, dsn := range dsns {
+		cn, err := connstr.ParseNode(fmt.Sprintf("node %d", i), dsn, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +125,7 @@ func startProxy(t testing.TB, c *switchyardtest.Cluster, edit ...func(*proxy.Con
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &running{addr: l.Addr().String(), srv: srv, engine: e, lab: c}
+	return &running{addr: l.Addr().String(), srv: srv, engine: e}
 }
 
 // laggingLab is a primary with one replica per delay and a counters table.

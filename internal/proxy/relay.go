@@ -29,6 +29,10 @@ type item struct {
 	// (a write's capture must be recorded before the client hears of the
 	// write's end).
 	hold bool
+	// parsed, for a Parse sent to the server, is the statement it
+	// prepares: the backend forgets it if the server refuses or skips the
+	// Parse, and the login remembers it as accepted on ParseComplete.
+	parsed *statement
 }
 
 // reply says what the server answers to a message.
@@ -52,6 +56,10 @@ const (
 	forward    mode = iota // pass them to the client
 	swallow                // drop them: the proxy sent the message
 	synthesize             // the server sends nothing: answer the client here
+	// replay: the proxy sent again, on this server, a message the client
+	// sent on another (a Parse of its statement): drop the success, pass
+	// an error on, as the client's message would have met it.
+	replay
 )
 
 // ends reports whether msg, a reply to an item of kind k, is the item's
@@ -127,6 +135,9 @@ func (s *session) relay(b *backend, items []item) (relayResult, error) {
 	for i := 0; i < len(items); {
 		it := &items[i]
 		if failed && it.kind != replySync && it.kind != replyQuery {
+			if it.parsed != nil && it.mode != synthesize {
+				b.forget(serverStatement(it.parsed)) // skipped: not prepared
+			}
 			i++ // the server skips it, so must the proxy
 			continue
 		}
@@ -157,7 +168,10 @@ func (s *session) relay(b *backend, items []item) (relayResult, error) {
 			s.send(m)
 			continue
 		case *pgproto3.ErrorResponse:
-			if it.mode == forward {
+			if it.parsed != nil {
+				b.forget(serverStatement(it.parsed)) // refused: not prepared
+			}
+			if it.mode == forward || it.mode == replay {
 				s.send(m)
 				res.sent = true
 				if res.err == nil {
@@ -221,6 +235,9 @@ func (s *session) relay(b *backend, items []item) (relayResult, error) {
 		if it.kind.ends(msg) {
 			if it.row != nil && it.kind == replyExecute {
 				it.row(nil) // done without a row
+			}
+			if it.parsed != nil && s.pools != nil {
+				s.pools.markParsed(it.parsed.key)
 			}
 			i++
 		}

@@ -287,6 +287,8 @@ func (s *Server) cancel(m *pgproto3.CancelRequest) {
 	if sess == nil {
 		return
 	}
+	sess.cancelMu.Lock()
+	defer sess.cancelMu.Unlock()
 	if b := sess.busy.Load(); b != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard/internal/classify"
 	"github.com/switchyard-db/switchyard/internal/engine"
@@ -32,7 +31,7 @@ type session struct {
 	log  *slog.Logger
 
 	login login
-	pools []*pgxpool.Pool // the login's, per node
+	pools *loginPools // the login's
 	key   cancelKey
 
 	sess *engine.Session
@@ -54,7 +53,8 @@ type session struct {
 	capturedFirst bool     // the capture ran as the transaction's first statement
 	round         round    // the round trip under way (reused)
 	items         []item   // its items (reused)
-	busy          atomic.Pointer[backend]
+	busy          atomic.Pointer[backend] // the backend running the client's query; set and cleared under cancelMu
+	cancelMu      sync.Mutex              // held while a cancel request is delivered to busy
 	wmu           sync.Mutex // held while the session writes to the client or is not idle
 	idle          bool       // waiting for the client, holding no server connection
 	lastState     byte       // the client's transaction status, as last told
@@ -482,7 +482,9 @@ func (s *session) settle(p *engine.Plan, r *round, t *tripResult) error {
 		b.forgetPrepared()
 		s.pinned, s.listening = false, false
 	}
-	keep := s.pinned || t.res.status != 'I'
+	// A round trip that ended with a Flush leaves its implicit
+	// transaction (and its portals) open until the client's Sync.
+	keep := s.pinned || t.res.status != 'I' || !endsRound(r)
 	if keep {
 		if s.bound == nil {
 			s.bound, s.plan = b, *p
@@ -568,7 +570,7 @@ func isCommit(r *round) bool {
 
 // acquire takes a connection to node n from the login's pool.
 func (s *session) acquire(ctx context.Context, n *topology.Node) (*backend, error) {
-	c, err := s.pools[n.Index].Acquire(ctx)
+	c, err := s.pools.nodes[n.Index].Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -577,7 +579,7 @@ func (s *session) acquire(ctx context.Context, n *topology.Node) (*backend, erro
 
 // lend lends the engine a connection of the login's for a query of its own.
 func (s *session) lend(ctx context.Context, n *topology.Node) (*pgconn.PgConn, func(), error) {
-	c, err := s.pools[n.Index].Acquire(ctx)
+	c, err := s.pools.nodes[n.Index].Acquire(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -603,9 +605,9 @@ func (s *session) trip(b *backend, r *round, p *engine.Plan, begin string) (*tri
 		b.destroy()
 		return nil, &notSent{err}
 	}
-	s.busy.Store(b)
+	s.setBusy(b)
 	res, err := s.relay(b, items)
-	s.busy.Store(nil)
+	s.setBusy(nil)
 	retryable := s.flushes == flushes && p.Policy == engine.PolicyRead
 	if err != nil {
 		if retryable {
@@ -641,6 +643,16 @@ func (s *session) trip(b *backend, r *round, p *engine.Plan, begin string) (*tri
 	}
 	s.lastState = res.status
 	return &tripResult{b: b, res: res}, nil
+}
+
+// setBusy records the backend that runs the client's query (nil: none).
+// Clearing it waits for a cancel request being delivered to it, so that a
+// late cancel never reaches a backend that went back to the pool and runs
+// another client's query.
+func (s *session) setBusy(b *backend) {
+	s.cancelMu.Lock()
+	s.busy.Store(b)
+	s.cancelMu.Unlock()
 }
 
 // fail answers the client after its server connection failed with
