@@ -434,6 +434,31 @@ func TestStartRecovery(t *testing.T) {
 	})
 }
 
+// Close does not wait for a round that hangs (a primary that stopped
+// answering): the round's context ends with the engine.
+func TestStartRecoveryCloseEndsAHungRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAcross(t, 2, Config{})
+		a.e.cfg.Dial = a.lend.lend
+		a.srv[1].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) {
+			return pgscript.Reply{Hang: true}, strings.Contains(q.SQL, "pg_prepared_xacts")
+		})
+		a.e.startRecovery()
+		synctest.Wait()
+		if !a.srv[1].sent("SELECT gid") {
+			t.Fatalf("cluster b not asked: %q", a.srv[1].History())
+		}
+		start := time.Now()
+		a.e.Close()
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Close waited %v for the hung round", d)
+		}
+		if lent, released := a.lend.lent.Load(), a.lend.released.Load(); lent != released {
+			t.Errorf("lent %d, released %d", lent, released)
+		}
+	})
+}
+
 // Without a lender, or with one cluster, nothing runs in the background.
 func TestStartRecoveryNeedsClustersAndADialer(t *testing.T) {
 	for _, c := range []struct {

@@ -569,9 +569,13 @@ func TestCommitAcrossCommitPreparedConnectionLost(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		ran  bool // COMMIT PREPARED ran before the connection dropped
+		// refusedOnce: the first new connection is refused too (the
+		// primary goes out of rotation again).
+		refusedOnce bool
 	}{
-		{"before COMMIT PREPARED ran", false},
-		{"after COMMIT PREPARED ran", true},
+		{"before COMMIT PREPARED ran", false, false},
+		{"after COMMIT PREPARED ran", true, false},
+		{"the first new connection refused", false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -583,10 +587,23 @@ func TestCommitAcrossCommitPreparedConnectionLost(t *testing.T) {
 				} else {
 					a.on(1, "COMMIT PREPARED", dropped)
 				}
+				if c.refusedOnce {
+					b, once := a.cluster(1).Primary(), false
+					a.lend.failWith(func(n *topology.Node, _ int64) error {
+						if n == b && !once {
+							once = true
+							return refused
+						}
+						return nil
+					})
+				}
 				errc := make(chan error, 1)
 				go func() { errc <- a.commit(context.Background(), parts) }()
 				// Finished on a new connection once the primary answers.
 				a.cameBack(t, 1, errc)
+				if c.refusedOnce {
+					a.cameBack(t, 1, errc)
+				}
 				if err := <-errc; err != nil {
 					t.Fatal(err)
 				}
