@@ -42,22 +42,22 @@ type session struct {
 	unnamed *statement            // the client's unnamed statement
 	portals map[string]*statement // portals bound in the open transaction (or round trip)
 
-	bound         *backend // held across round trips: an open transaction, or session state
-	pinned        bool     // bound for session state, until DISCARD ALL or the end
-	listening     bool     // the pinned session LISTENs
-	txWrites      bool     // the open transaction is a read-write one on the primary
-	deferred      string   // a BEGIN the proxy answered and holds back until the next statement
-	flushes       int      // how often the client's output was written
-	checkPassed   bool     // the round trip's freshness check said yes
-	captured      lsn.LSN  // the round trip's capture
-	capturedFirst bool     // the capture ran as the transaction's first statement
-	round         round    // the round trip under way (reused)
-	items         []item   // its items (reused)
+	bound         *backend                // held across round trips: an open transaction, or session state
+	pinned        bool                    // bound for session state, until DISCARD ALL or the end
+	listening     bool                    // the pinned session LISTENs
+	txWrites      bool                    // the open transaction is a read-write one on the primary
+	deferred      string                  // a BEGIN the proxy answered and holds back until the next statement
+	flushes       int                     // how often the client's output was written
+	checkPassed   bool                    // the round trip's freshness check said yes
+	captured      lsn.LSN                 // the round trip's capture
+	capturedFirst bool                    // the capture ran as the transaction's first statement
+	round         round                   // the round trip under way (reused)
+	items         []item                  // its items (reused)
 	busy          atomic.Pointer[backend] // the backend running the client's query; set and cleared under cancelMu
 	cancelMu      sync.Mutex              // held while a cancel request is delivered to busy
-	wmu           sync.Mutex // held while the session writes to the client or is not idle
-	idle          bool       // waiting for the client, holding no server connection
-	lastState     byte       // the client's transaction status, as last told
+	wmu           sync.Mutex              // held while the session writes to the client or is not idle
+	idle          bool                    // waiting for the client, holding no server connection
+	lastState     byte                    // the client's transaction status, as last told
 }
 
 // statement is a client's prepared statement.
