@@ -118,7 +118,7 @@ func (d *decisionsReady) pruneDue(now time.Time) bool {
 	return true
 }
 
-// ensureDecisions makes the decisions table on cluster c, once it is
+// ensureDecisions makes the decisions table on cluster c unless it is
 // known to exist. The lock is not held while the table is made, so that a
 // primary that hangs holds up no other cluster's blocks; callers that race
 // to make it all run DecisionsSQL, which makes it once (see created).
