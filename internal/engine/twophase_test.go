@@ -369,12 +369,17 @@ func TestCommitAcrossDecisionRefused(t *testing.T) {
 func TestCommitAcrossDecisionInDoubtReadBack(t *testing.T) {
 	for _, c := range []struct {
 		name string
+		// ran: COMMIT ran before the connection dropped.
+		ran bool
 		// lostAgain: the first connection to read the decision is refused
 		// too (the primary goes out of rotation once more).
 		lostAgain bool
 	}{
-		{"committed", false},
-		{"committed, read on a second try", true},
+		{"committed", true, false},
+		{"committed, read on a second try", true, true},
+		// No row: the abort is recorded, so that the lost COMMIT, were it
+		// still on its way, would fail on the key.
+		{"aborted", false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -384,8 +389,10 @@ func TestCommitAcrossDecisionInDoubtReadBack(t *testing.T) {
 				tooOld := resolved(nil, testStarted, "f", "0:1", nil)
 				a.srv[0].onQuery(func(q pgscript.Query) (pgscript.Reply, bool) {
 					switch {
-					case q.Conn == a.partConn[0] && q.SQL == "COMMIT":
+					case q.Conn == a.partConn[0] && q.SQL == "COMMIT" && c.ran:
 						return ranThenDropped(a.srv[0])(q), true
+					case q.Conn == a.partConn[0] && q.SQL == "COMMIT":
+						return pgscript.Reply{Drop: true}, true
 					case q.SQL == resolveSQL:
 						return tooOld, true
 					}
@@ -406,16 +413,30 @@ func TestCommitAcrossDecisionInDoubtReadBack(t *testing.T) {
 				if c.lostAgain {
 					a.cameBack(t, 0, errc)
 				}
-				if err := <-errc; err != nil {
-					t.Fatal(err)
-				}
-				if got := phase(); got != "preparing prepared decided committed" {
-					t.Errorf("phases %q", got)
-				}
+				err := <-errc
 				gid := a.gid(t, 1)
-				for i := 1; i < 3; i++ {
-					if got := a.srv[i].ended(); !slices.Equal(got, []string{"COMMIT " + gid}) {
-						t.Errorf("part %d: %v", i, got)
+				if c.ran {
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := phase(); got != "preparing prepared decided committed" {
+						t.Errorf("phases %q", got)
+					}
+					for i := 1; i < 3; i++ {
+						if got := a.srv[i].ended(); !slices.Equal(got, []string{"COMMIT " + gid}) {
+							t.Errorf("part %d: %v", i, got)
+						}
+					}
+				} else {
+					if !notCommitted(err) || !RetryableTx(err) || errors.Is(err, ErrCommitUnknown) {
+						t.Fatalf("%v", err)
+					}
+					if !slices.Equal(a.srv[0].abortsRecorded(), []string{gid}) {
+						t.Errorf("aborts recorded %v", a.srv[0].abortsRecorded())
+					}
+					noneCommitted(t, a, gid)
+					if phase() != "preparing prepared" {
+						t.Errorf("phases %q", phase())
 					}
 				}
 				if st := a.e.Stats(); st.InDoubtUnknown != 1 {
