@@ -398,15 +398,10 @@ func TestLatestBatch(t *testing.T) {
 // TestLatestReadOnlyTransaction: a read-only transaction begun with
 // Latest (BeginTx with pgx.ReadOnly, Atomic with ReadOnly) sees what
 // another client committed before it began.
-//
-// Known bug: PlanTx routes a read-only transaction as a read of its
-// session and never asks the primary for its position, so Latest (and
-// Config.Latest) does nothing for it: it begins on a replica that has
-// not replayed the other client's commit.
+// (It did not: PlanTx routed a read-only transaction as a read of its
+// session and never asked the primary for its position; now
+// PlanTxLatest does.)
 func TestLatestReadOnlyTransaction(t *testing.T) {
-	if os.Getenv(knownBugs) == "" {
-		t.Skip("known bug (read-only transactions ignore Latest); set " + knownBugs + "=1 to run")
-	}
 	ctx := testCtx(t)
 	c := laggingLab(t, 1, 20*time.Millisecond)
 	db := openDB(t, c)

@@ -50,10 +50,29 @@ func (db *DB) planKnown(ctx context.Context, p *engine.Plan, c *topology.Cluster
 	if hasOptions(args) {
 		p.Plain()
 	}
-	if db.latest && (o == nil || !o.Primary && o.MaxStaleness == 0) || o != nil && o.Latest {
+	if db.wantsLatest(o) {
 		return db.engine.PlanLatest(ctx, p, o, c, db.lend)
 	}
 	db.engine.PlanRead(ctx, p, o, c)
+	return nil
+}
+
+// wantsLatest reports whether reads with options o see every transaction
+// committed anywhere before they began: Latest(ctx), or Config.Latest
+// unless the context asks for Primary or MaxStaleness.
+func (db *DB) wantsLatest(o *engine.Options) bool {
+	return db.latest && (o == nil || !o.Primary && o.MaxStaleness == 0) || o != nil && o.Latest
+}
+
+// planTx plans the BEGIN of a transaction with opts on cluster c; a
+// read-only one honours Latest as a read does.
+func (db *DB) planTx(ctx context.Context, p *engine.Plan, c *topology.Cluster, opts pgx.TxOptions) error {
+	o := optsFrom(ctx)
+	readOnly, serializable := opts.AccessMode == pgx.ReadOnly, opts.IsoLevel == pgx.Serializable
+	if readOnly && !serializable && db.wantsLatest(o) {
+		return db.engine.PlanTxLatest(ctx, p, o, c, db.lend)
+	}
+	db.engine.PlanTx(ctx, p, o, c, readOnly, serializable)
 	return nil
 }
 

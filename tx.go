@@ -65,7 +65,9 @@ func (db *DB) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 		return t, nil // bound by its first statement
 	}
 	t.cluster = at
-	db.engine.PlanTx(ctx, &t.plan, optsFrom(ctx), at, readOnly, opts.IsoLevel == pgx.Serializable)
+	if err := db.planTx(ctx, &t.plan, at, opts); err != nil {
+		return nil, err
+	}
 	err = db.engine.Do(ctx, &t.plan, func(p *engine.Plan) error {
 		conn, err := db.pool(p.Node).Acquire(ctx)
 		if err != nil {

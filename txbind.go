@@ -58,8 +58,9 @@ func (t *tx) same(at placement) error {
 // batch's results that follow are the caller's to read and close.
 func (t *tx) bind(ctx context.Context, c *topology.Cluster, queue func(*pgx.Batch)) (pgx.BatchResults, error) {
 	db := t.db
-	readOnly := t.opts.AccessMode == pgx.ReadOnly
-	db.engine.PlanTx(t.optsCtx, &t.plan, optsFrom(t.optsCtx), c, readOnly, t.opts.IsoLevel == pgx.Serializable)
+	if err := db.planTx(t.optsCtx, &t.plan, c, t.opts); err != nil {
+		return nil, err
+	}
 	var br pgx.BatchResults
 	err := db.engine.Do(ctx, &t.plan, func(p *engine.Plan) error {
 		conn, err := db.pool(p.Node).Acquire(ctx)

@@ -49,6 +49,21 @@ func (e *Engine) PlanLatest(ctx context.Context, p *Plan, o *Options, c *topolog
 	return nil
 }
 
+// PlanTxLatest plans the BEGIN of a read-only transaction that sees every
+// transaction committed anywhere before it began, as PlanLatest does for a
+// read: the primary's position first, then PlanTx's read-only plan, which
+// needs that position too (a replica that has replayed it, else the
+// primary).
+func (e *Engine) PlanTxLatest(ctx context.Context, p *Plan, o *Options, c *topology.Cluster, lend Lender) error {
+	began := time.Now()
+	l, err := e.latestPosition(ctx, c, began, lend)
+	if err != nil {
+		return err
+	}
+	e.planTx(ctx, p, o, c, true, false, l, began.UnixNano())
+	return nil
+}
+
 // latestPosition returns the primary's insert position as read by a query
 // sent at or after began.
 func (e *Engine) latestPosition(ctx context.Context, c *topology.Cluster, began time.Time, lend Lender) (lsn.LSN, error) {

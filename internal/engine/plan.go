@@ -282,7 +282,14 @@ func (e *Engine) PlanWrite(p *Plan, o *Options, c *topology.Cluster) {
 // REPEATABLE READ READ ONLY), unless serializable, which standbys do not
 // offer: then on the primary.
 func (e *Engine) PlanTx(ctx context.Context, p *Plan, o *Options, c *topology.Cluster, readOnly, serializable bool) {
+	e.planTx(ctx, p, o, c, readOnly, serializable, 0, 0)
+}
+
+// planTx is PlanTx for a transaction that needs the positions atLeast
+// (taken at atLeastAt) too: a Latest one's.
+func (e *Engine) planTx(ctx context.Context, p *Plan, o *Options, c *topology.Cluster, readOnly, serializable bool, atLeast lsn.LSN, atLeastAt int64) {
 	e.bind(p, o, c)
+	p.atLeast, p.atLeastAt = atLeast, atLeastAt
 	p.ReadOnlyTx = readOnly
 	switch {
 	case !readOnly:
