@@ -82,7 +82,6 @@ func (c *conn) serve() {
 	if !c.startup() {
 		return
 	}
-	c.srv.accepted.Add(1)
 	for {
 		msg, err := c.be.Receive()
 		if err != nil {
@@ -138,6 +137,8 @@ func (c *conn) startup() bool {
 			}
 			c.be.Send(&pgproto3.BackendKeyData{ProcessID: c.pid, SecretKey: c.secret})
 			c.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			// Counted before the client can know it is connected.
+			c.srv.accepted.Add(1)
 			return c.be.Flush() == nil
 		default:
 			return false

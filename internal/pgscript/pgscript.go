@@ -326,7 +326,8 @@ func (s *Server) ConnString() string {
 		" user=pgscript database=pgscript sslmode=disable connect_timeout=5"
 }
 
-// Conns counts the connections that completed their startup.
+// Conns counts the connections that completed their startup, a client's
+// included as soon as its connect returns.
 func (s *Server) Conns() int64 { return s.accepted.Load() }
 
 // Queries counts the queries handed to the handler (Describe-only calls

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -944,5 +945,28 @@ func TestCloseWaitsForEveryGoroutine(t *testing.T) {
 	s.Close() // again: nothing happens
 	if _, err := net.Dial("tcp", s.Addr()); err == nil {
 		t.Error("still accepting after Close")
+	}
+}
+
+// Conns counts a connection as soon as the client's connect returns: a
+// test may number the connection it just made by it.
+func TestConnsCountsAConnectionOnceConnected(t *testing.T) {
+	synctest.Test(t, testConnsCounts)
+}
+
+func testConnsCounts(t *testing.T) {
+	s := pgscript.NewServer(pgscript.Config{})
+	defer s.Close()
+	cfg, _ := pgconn.ParseConfig(s.ConnString())
+	cfg.DialFunc = s.Dial
+	for i := int64(1); i <= 500; i++ {
+		conn, err := pgconn.ConnectConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.Conns(); n != i {
+			t.Fatalf("connection %d made, Conns %d", i, n)
+		}
+		defer conn.Close(context.Background())
 	}
 }
