@@ -335,9 +335,10 @@ type rows struct {
 	db       *DB             // with wrote
 }
 
-// start runs the statement on q as r.plan says. A read's first row is
-// read before it returns (peek), so that a dead node shows while nothing
-// has reached the caller.
+// start runs the statement on q as r.plan says. Its first row is read
+// before it returns (peek), so that a dead node, or a statement the server
+// refused before running it (a stale prepared statement, which a write may
+// be too), shows while nothing has reached the caller.
 func (r *rows) start(ctx context.Context, q queryer, sql string, args []any) error {
 	p := &r.plan
 	r.Rows, r.batch, r.peeked, r.finished = nil, nil, false, false
@@ -350,10 +351,7 @@ func (r *rows) start(ctx context.Context, q queryer, sql string, args []any) err
 			return err
 		}
 		r.Rows = inner
-		if p.Write {
-			return nil // the write is done when its rows are
-		}
-		return r.peek()
+		return r.peek() // a write is done when its rows are
 	}
 	br, err := sendRead(ctx, p, q, sql, args)
 	if err != nil {
