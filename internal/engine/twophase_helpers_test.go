@@ -45,6 +45,7 @@ type tpc struct {
 	prepared  map[string]time.Time // gid: when prepared
 	finished  []string             // "COMMIT gid", "ROLLBACK gid": prepared transactions ended
 	aborts    []string             // gids whose abort recordAbortSQL recorded
+	began     int                  // the connection of the last BEGIN
 	made      int                  // DecisionsSQL runs
 	prunes    []string             // DELETE statements
 	xacts     int                  // pg_prepared_xacts queries
@@ -87,6 +88,7 @@ func (s *tpc) answer(q pgscript.Query) pgscript.Reply {
 	sql := q.SQL
 	switch {
 	case sql == "BEGIN":
+		s.began = q.Conn
 		return pgscript.Reply{}
 	case sql == xidSQL:
 		return pgscript.Row(testXid, testStarted)
@@ -334,10 +336,12 @@ func (a *across) begin(t *testing.T, wrote ...bool) []*Part {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close(context.Background()) })
-		a.partConn[i] = int(a.srv[i].Conns())
 		if _, err := conn.Exec(context.Background(), "BEGIN").ReadAll(); err != nil {
 			t.Fatal(err)
 		}
+		a.srv[i].mu.Lock()
+		a.partConn[i] = a.srv[i].began
+		a.srv[i].mu.Unlock()
 		p := new(Plan)
 		a.e.PlanTx(context.Background(), p, &Options{Session: a.s}, c, false, false)
 		if err := a.e.Ready(context.Background(), p); err != nil {
