@@ -310,3 +310,64 @@ func TestPlanLatestPrimaryConnectionLost(t *testing.T) {
 		}
 	})
 }
+
+// A read-only transaction's BEGIN needs the primary's position too; it
+// cannot carry a freshness check (it is plain), so a replica that only
+// probably has it will not do.
+func TestPlanTxLatest(t *testing.T) {
+	const pos = lsn.LSN(0x3000000)
+	for _, c := range []struct {
+		name   string
+		r1     lsn.LSN
+		node   int
+		reason Reason
+	}{
+		{"a replica that has replayed the position", pos, 1, ReasonReplica},
+		{"a replica that lags little: the primary", pos - 0x1000, 0, ReasonNotFresh},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l := newLatest(t, 1, Config{}, false, position(pos))
+				r := replica(l.e, 1)
+				at(r, c.r1, time.Now().Add(-time.Second))
+				r.SetLag(time.Millisecond)
+				r.SetCheckSafe(true)
+				p := new(Plan)
+				if err := l.e.PlanTxLatest(context.Background(), p, nil, cluster(l.e), l.lend.lend); err != nil {
+					t.Fatal(err)
+				}
+				want(t, p, cluster(l.e).Nodes[c.node], c.reason, BeforeNone, AfterNone)
+				if !p.ReadOnlyTx || p.Policy != PolicyRead || p.atLeast != pos {
+					t.Errorf("read-only %v, policy %v, at least %v", p.ReadOnlyTx, p.Policy, p.atLeast)
+				}
+			})
+		})
+	}
+	t.Run("the position cannot be had", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := newLatest(t, 1, Config{}, false, func(int64) pgscript.Reply { return pgscript.Fail("55000", "no") })
+			if err := l.e.PlanTxLatest(context.Background(), new(Plan), nil, cluster(l.e), l.lend.lend); pgErrCode(err) != "55000" {
+				t.Fatalf("%v", err)
+			}
+		})
+	})
+	t.Run("shares the query with Latest reads", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := newLatest(t, 1, Config{}, true, position(pos))
+			read := l.planAsync(context.Background())
+			tx := make(chan error, 1)
+			go func() { tx <- l.e.PlanTxLatest(context.Background(), new(Plan), nil, cluster(l.e), l.lend.lend) }()
+			synctest.Wait()
+			close(l.gate)
+			if got := <-read; got.err != nil {
+				t.Fatal(got.err)
+			}
+			if err := <-tx; err != nil {
+				t.Fatal(err)
+			}
+			if l.asked.Load() != 1 {
+				t.Errorf("%d queries", l.asked.Load())
+			}
+		})
+	})
+}
