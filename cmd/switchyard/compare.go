@@ -65,7 +65,9 @@ connection and once with its writes on one connection and its reads on
 another; replica share is judged by the server that answered
 (inet_server_port()). pgpool-II runs once for each value of its
 disable_load_balance_on_write: transaction, trans_transaction,
-dml_adaptive, always.
+dml_adaptive, always; switchyard proxy also with --consistency
+connection (each client connection a session of its own, so a session's
+reads on another connection than its writes are not covered).
 
 The tools' settings: pgbouncer: pool_mode = transaction,
 default_pool_size = 20, max_client_conn = 200, auth_type = trust. pgpool-II:

@@ -70,7 +70,8 @@ func (a account) own(path string) error {
 // workDir is a private directory for the tools' configurations, sockets
 // and logs, removed by close.
 type workDir struct {
-	path string
+	path    string
+	proxies int // switchyard proxies started, for their directories' names
 }
 
 // newWorkDir sweeps what killed comparisons left, then makes a work

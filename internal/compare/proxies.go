@@ -36,7 +36,8 @@ import (
 //     and read) through each arm, on one connection per session and with
 //     the writes and the reads on two connections, judged by the server
 //     that answered (inet_server_port()); pgpool-II once for each value of
-//     its disable_load_balance_on_write.
+//     its disable_load_balance_on_write, switchyard proxy also with
+//     --consistency connection.
 
 // ProxyOptions shape RunProxies. Zero values take the defaults.
 type ProxyOptions struct {
@@ -98,6 +99,9 @@ const (
 	PgBouncerName       = "pgbouncer"
 	PgpoolName          = "pgpool-II"
 	SwitchyardProxyName = "switchyard proxy"
+	// SwitchyardProxyConnName is switchyard proxy with --consistency
+	// connection, in the staleness tables.
+	SwitchyardProxyConnName = "switchyard proxy, connection"
 )
 
 // BenchRow is one arm's figures for one workload.
@@ -257,7 +261,8 @@ func RunProxies(ctx context.Context, c Cluster, o ProxyOptions) (rep *ProxyRepor
 	}
 	rep.Commands = append(rep.Commands, fmt.Sprintf("%s: switchyard proxy --primary PRIMARY --replica REPLICA1 --replica REPLICA2 "+
 		"--listen 127.0.0.1:PORT --log-level warn --shutdown-grace 2s%s, as a process of its own; its defaults otherwise "+
-		"(--consistency global, --pool-size 20, --procs a quarter of the CPUs, at least 1)", SwitchyardProxyName, admin))
+		"(--consistency global, --pool-size 20, --procs a quarter of the CPUs, at least 1); for the staleness workload also with "+
+		"--consistency connection (each client connection a session of its own), as %q", SwitchyardProxyName, admin, SwitchyardProxyConnName))
 
 	logs, err := w.sub("pgbench", account{})
 	if err != nil {
@@ -316,6 +321,19 @@ func RunProxies(ctx context.Context, c Cluster, o ProxyOptions) (rep *ProxyRepor
 				return nil, err
 			}
 		}
+	}
+	// switchyard proxy's other promise: each client connection a session
+	// of its own.
+	o.Logf("starting switchyard proxy --consistency connection")
+	spc, err := startSwitchyard(ctx, w, o.Tools.Switchyard, c.Primary, c.Replicas, false, "--consistency", "connection")
+	if err != nil {
+		return nil, err
+	}
+	err = stale(SwitchyardProxyConnName, spc.server)
+	spc.stop()
+	o.Logf("stopped %s", spc.name)
+	if err != nil {
+		return nil, err
 	}
 	return rep, nil
 }

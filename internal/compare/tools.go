@@ -295,13 +295,15 @@ func startPgpool(ctx context.Context, w *workDir, acct account, bin, mode string
 }
 
 // startSwitchyard starts switchyard proxy (argv, then its flags) in front
-// of the primary and replicas, with its defaults, logging warnings only;
-// with admin, it also serves its status and pprof on a free port.
-func startSwitchyard(ctx context.Context, w *workDir, argv []string, primary string, replicas []string, admin bool) (*proxy, error) {
+// of the primary and replicas, with its defaults and extra flags, logging
+// warnings only; with admin, it also serves its status and pprof on a free
+// port.
+func startSwitchyard(ctx context.Context, w *workDir, argv []string, primary string, replicas []string, admin bool, extra ...string) (*proxy, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("compare: no command line for switchyard proxy")
 	}
-	dir, err := w.sub("switchyard", account{})
+	w.proxies++
+	dir, err := w.sub(fmt.Sprintf("switchyard-%d", w.proxies), account{})
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +314,7 @@ func startSwitchyard(ctx context.Context, w *workDir, argv []string, primary str
 		}
 		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		args = append(args, "--listen", listen, "--log-level", "warn", "--shutdown-grace", "2s")
+		args = append(args, extra...)
 		var adminAddr string
 		if admin {
 			ap, err := freePort()
@@ -325,7 +328,8 @@ func startSwitchyard(ctx context.Context, w *workDir, argv []string, primary str
 		cmd.Dir = dir
 		// Runs as ourselves: it does not mind root, and the binary may
 		// be where the postgres user cannot reach it.
-		p, err := startProc(w, "switchyard proxy", cmd, account{}, syscall.SIGTERM, filepath.Join(dir, "proxy.log"))
+		name := strings.TrimSpace("switchyard proxy " + strings.Join(extra, " "))
+		p, err := startProc(w, name, cmd, account{}, syscall.SIGTERM, filepath.Join(dir, "proxy.log"))
 		if err != nil {
 			return nil, err
 		}
