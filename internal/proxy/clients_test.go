@@ -230,14 +230,16 @@ func (cl *clientLab) checkAbandoned(t *testing.T) {
 	}
 }
 
-// nodeNamed returns the engine's node for lab node i.
+// node returns the engine's node for lab node i (the primary first, as
+// the lab started them).
 func (r *running) node(i int) *topology.Node {
+	port := fmt.Sprintf(":%d", r.lab.Nodes()[i].Port())
 	for _, n := range r.engine.Nodes() {
-		if n.Name == fmt.Sprintf("node %d", i) {
+		if strings.HasSuffix(n.Name, port) {
 			return n
 		}
 	}
-	panic(fmt.Sprintf("no node %d", i))
+	panic(fmt.Sprintf("the engine has no node on port %s", port))
 }
 
 // TestPsycopg2 drives the proxy with psycopg2.
