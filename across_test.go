@@ -176,8 +176,8 @@ func TestAcrossClustersRecovery(t *testing.T) {
 
 	var sys uint64
 	queryNode(t, accounts.Primary(), "SELECT system_identifier FROM pg_control_system()", &sys)
-	decided := fmt.Sprintf("switchyard:%d:%s", sys, "00decided00")
-	orphan := fmt.Sprintf("switchyard:%d:%s", sys, "00orphan000")
+	decided := engine.GID(sys, "accounts", "00decided00")
+	orphan := engine.GID(sys, "accounts", "00orphan000")
 	foreign := "switchyard:12345:00foreign00"
 	if err := accounts.Primary().Exec(ctx, engine.DecisionsSQL+"; INSERT INTO switchyard.decisions (gid) VALUES ('"+decided+"')"); err != nil {
 		t.Fatal(err)

@@ -268,6 +268,9 @@ func (e *Engine) Atomic(ctx context.Context, maxAttempts int, fn func() error) e
 			return err
 		}
 		if attempt >= maxAttempts {
+			if attempt == 1 {
+				return fmt.Errorf("switchyard: gave up after 1 attempt (MaxAttempts): %w", err)
+			}
 			return fmt.Errorf("switchyard: gave up after %d attempts: %w", attempt, err)
 		}
 		e.stats.add(statAtomicRetries)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +14,13 @@ import (
 
 // gidOf is a gid as CommitAcross makes it, of a block coordinated by the
 // cluster with system identifier sys.
-func gidOf(sys uint64, id string) string { return fmt.Sprintf("switchyard:%d:%s", sys, id) }
+func gidOf(sys uint64, id string) string {
+	name := "default" // newAcross's clusters: "default", then "b", "c", ...
+	if sys != testSystem {
+		name = string(rune('a' + int(sys-testSystem)))
+	}
+	return GID(sys, name, id)
+}
 
 var (
 	g1 = gidOf(testSystem, "000000000000000000000001")
@@ -483,5 +488,26 @@ func TestStartRecoveryNeedsClustersAndADialer(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestCoordinatorOfClustersSharingASystem: clusters that share a system
+// identifier (clones of one physical backup) are told apart by the name
+// the gid carries, so that recovery reads each decision on the cluster
+// that holds it; a gid naming neither is left alone.
+func TestCoordinatorOfClustersSharingASystem(t *testing.T) {
+	e := newEngine(t, 0, Config{})
+	b := addCluster(e, "b", testSystem, 0)
+	a := e.clusters[0]
+	for gid, want := range map[string]*topology.Cluster{
+		GID(testSystem, "default", "000000000000000000000001"):         a,
+		GID(testSystem, "b", "000000000000000000000001"):               b,
+		GID(testSystem, "c", "000000000000000000000001"):               nil,
+		GID(testSystem+1, "b", "000000000000000000000001"):             nil,
+		"switchyard:" + "7300000000000000001:000000000000000000000001": nil, // no name tag
+	} {
+		if got := e.coordinatorOf(gid); got != want {
+			t.Errorf("coordinatorOf(%q) = %v, want %v", gid, got, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,8 @@ import (
 //
 // A failure before 2 rolls every part back. After it, every part is
 // committed, by recovery if need be: prepared transactions that switchyard
-// left (gid "switchyard:<coordinator's system identifier>:<id>") are
+// left (gid "switchyard:<system identifier>:<name tag>:<id>", naming the
+// coordinator's cluster, see GID) are
 // looked up in the coordinator's decisions. Recovery records an abort by
 // inserting the row itself (committed = false): if the coordinator's part
 // is still running, the insert waits for it on the row's unique key, and
@@ -157,7 +159,25 @@ func created(err error) bool {
 func newGID(coordinator *topology.Cluster) string {
 	var b [12]byte
 	rand.Read(b[:])
-	return gidPrefix + strconv.FormatUint(coordinator.System, 10) + ":" + hex.EncodeToString(b[:])
+	return GID(coordinator.System, coordinator.Name, hex.EncodeToString(b[:]))
+}
+
+// GID is the name of a prepared part of the block id whose decision is
+// kept on the cluster with that system identifier and name. Both are in
+// it because clusters can share a system identifier (clones of one
+// physical backup, a replica promoted to a cluster of its own): recovery
+// must read the decision on the very cluster that holds it, or it would
+// record an abort where there is no row and roll back a committed part.
+// The name is hashed (FNV-1a, 8 hex digits) to keep the gid short; give a
+// cluster the same name in every process that uses it.
+func GID(system uint64, cluster, id string) string {
+	return gidPrefix + strconv.FormatUint(system, 10) + ":" + nameTag(cluster) + ":" + id
+}
+
+func nameTag(name string) string {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return fmt.Sprintf("%08x", h.Sum32())
 }
 
 // CommitAcross commits parts, each open on its own cluster's primary, as
@@ -554,7 +574,11 @@ func (e *Engine) coordinatorOf(gid string) *topology.Cluster {
 	if !ok {
 		return nil
 	}
-	sys, _, ok := strings.Cut(rest, ":")
+	sys, rest, ok := strings.Cut(rest, ":")
+	if !ok {
+		return nil
+	}
+	tag, _, ok := strings.Cut(rest, ":")
 	if !ok {
 		return nil
 	}
@@ -563,7 +587,7 @@ func (e *Engine) coordinatorOf(gid string) *topology.Cluster {
 		return nil
 	}
 	for _, c := range e.clusters {
-		if c.System == id {
+		if c.System == id && nameTag(c.Name) == tag {
 			return c
 		}
 	}

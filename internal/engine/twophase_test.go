@@ -99,7 +99,7 @@ func TestCommitAcrossReaderCommitRefusedRollsBackTheRest(t *testing.T) {
 	})
 }
 
-var gidPattern = regexp.MustCompile(`^switchyard:` + fmt.Sprint(uint64(testSystem)) + `:[0-9a-f]{24}$`)
+var gidPattern = regexp.MustCompile(`^switchyard:` + fmt.Sprint(uint64(testSystem)) + `:` + nameTag("default") + `:[0-9a-f]{24}$`)
 
 func TestCommitAcrossCommitsEveryPart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
