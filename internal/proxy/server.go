@@ -241,7 +241,7 @@ func (sess *session) endIfIdle() {
 		return // busy: it ends itself after its round trip
 	}
 	defer sess.wmu.Unlock()
-	if sess.idle && sess.bound == nil {
+	if sess.idle {
 		sess.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "the switchyard proxy is shutting down"})
 		sess.flush()
 		sess.conn.Close()

@@ -175,7 +175,7 @@ func (s *session) run(ctx context.Context) {
 		if err := s.flush(); err != nil {
 			return
 		}
-		if s.srv.shuttingDown() && s.bound == nil {
+		if s.srv.shuttingDown() && s.bound == nil && s.deferred == "" {
 			s.sendFatal("57P01", "the switchyard proxy is shutting down")
 			return
 		}
@@ -191,7 +191,9 @@ func (s *session) readRound() ([]pgproto3.FrontendMessage, error) {
 	for {
 		var stopWatch func()
 		if len(msgs) == 0 {
-			s.setIdle(s.bound == nil)
+			// Idle: nothing held, no transaction begun (not even one whose
+			// BEGIN the proxy holds back), so Shutdown may end it at once.
+			s.setIdle(s.bound == nil && s.deferred == "")
 			stopWatch = s.watchNotifications()
 		}
 		msg, err := s.fe.Receive()
