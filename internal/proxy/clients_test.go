@@ -162,7 +162,7 @@ func newClientLab(t *testing.T, edit ...func(*proxy.Config)) *clientLab {
 		"TLS_DSN="+cl.passwordDSN(rightPassword),
 		"BAD_DSN="+cl.passwordDSN("wrong-pw"),
 		"NODE_DSNS="+strings.Join(nodes, " "),
-		"ROUNDS=200",
+		"ROUNDS=1000",
 		"PGCONNECT_TIMEOUT=20",
 	)
 	return cl

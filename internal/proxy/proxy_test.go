@@ -601,13 +601,31 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	if _, err := conn.Exec(ctx, "UPDATE counters SET v = v + 1 WHERE id = 5"); err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.srv.Shutdown(sctx); err != nil {
+	// A listener (pinned, watched between round trips) and a client in a
+	// transaction that never ends (closed when the grace period is over).
+	listener := p.connect(t)
+	if _, err := listener.Exec(ctx, "LISTEN news"); err != nil {
 		t.Fatal(err)
+	}
+	stuck := p.connect(t)
+	if _, err := stuck.Exec(ctx, "BEGIN; UPDATE counters SET v = v + 1 WHERE id = 5"); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := p.srv.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown with a transaction that never ends: %v", err)
 	}
 	p.engine.Close()
 	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
+	// No server connection of the proxy's is left on any server.
+	for _, n := range c.Nodes() {
+		waitFor(t, "the proxy's server connections to close on "+n.Name(), func() bool {
+			var left int
+			queryNode(t, n, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()", &left)
+			return left == 0
+		})
+	}
 }
 
 // passwordRole makes a role that must log in with a password (SCRAM),

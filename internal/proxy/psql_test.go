@@ -52,7 +52,7 @@ func TestPsql(t *testing.T) {
 	// reconnect puts each on a new connection (psql's \connect), as a web
 	// application that connects for every request.
 	staleLoop := func(t *testing.T, id int, reconnect bool) {
-		const rounds = 200
+		const rounds = 1000
 		var b strings.Builder
 		for range rounds {
 			if reconnect {
@@ -168,6 +168,21 @@ COMMIT;
 		plain := strings.Replace(cl.passwordDSN(rightPassword), "sslmode=require", "sslmode=disable", 1)
 		if _, err := cl.psql(t, psql, plain, "SELECT 1;\n"); err == nil || !strings.Contains(err.Error(), "clear text") {
 			t.Errorf("a password without TLS: %v", err)
+		}
+	})
+
+	t.Run("switchyard.token", func(t *testing.T) {
+		tok := strings.TrimSpace(run(t, "UPDATE counters SET v = v + 1 WHERE id = 5;\nSHOW switchyard.token;\n"))
+		if tok == "" || strings.Contains(tok, "\n") {
+			t.Fatalf("SHOW switchyard.token: %q", tok)
+		}
+		// Another connection (another process's) carries the position on.
+		out := run(t, "SET switchyard.token = '"+tok+"';\nSELECT v > 0 FROM counters WHERE id = 5;\n")
+		if strings.TrimSpace(out) != "t" {
+			t.Errorf("a read after SET switchyard.token: %q", out)
+		}
+		if _, err := cl.psql(t, psql, dsn, "\\set VERBOSITY verbose\nSET switchyard.token = 'garbage!';\n"); err == nil || !strings.Contains(err.Error(), "22023") {
+			t.Errorf("a malformed token: %v", err)
 		}
 	})
 
