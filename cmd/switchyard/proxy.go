@@ -42,6 +42,9 @@ logging in to the primary; its connections to the servers run as that
 role. The --primary, --replica and --connect strings say where the servers
 are, and their role is the one that watches them (it needs no privilege).
 
+docs/proxy.md explains authentication, pooling, prepared statements, what
+pins a client to one server connection, and the consistency modes.
+
 Every flag is also a key of the --config file (TOML; flags win), e.g.
 
   listen = "127.0.0.1:6432"
