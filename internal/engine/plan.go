@@ -181,7 +181,7 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		p.Node = c.Primary()
 		p.Reason = e.noReplicaReason(c)
 		return
-	case pos.dirty() || o.Global && p.global != nil && p.global.dirty():
+	case (pos.dirty() || o.Global && p.global != nil && p.global.dirty()) && !latestCovers(p):
 		e.toPrimary(p, ReasonAfterWrite)
 		return
 	}
@@ -230,6 +230,15 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		return
 	}
 	e.toPrimary(p, e.noReplicaReason(c))
+}
+
+// latestCovers reports whether p is a Latest read whose position, taken
+// from the primary after the read began, covers every write its session
+// (and the process) finished before: those writes give it no reason to
+// go to the primary. A position from a token not yet checked against the
+// primary still sends it there, to be clamped.
+func latestCovers(p *Plan) bool {
+	return p.atLeast != 0 && !p.pos.unverified.Load()
 }
 
 func (p *Plan) toReplica(n *topology.Node, r Reason) {
