@@ -436,3 +436,32 @@ func TestLatestReadOnlyTransaction(t *testing.T) {
 		t.Errorf("of 50 read-only transactions begun with Latest, %d (BeginTx) and %d (Atomic) were stale", stale, atomicStale)
 	}
 }
+
+// TestLatestAfterOwnWrite: a Latest read after a write through the same
+// process goes to a replica that has replayed the primary's position, as
+// any Latest read does: that position, taken after the read began,
+// covers the write, so the write gives no reason to use the primary.
+func TestLatestAfterOwnWrite(t *testing.T) {
+	ctx := testCtx(t)
+	c := laggingLab(t, 1, 0)
+	db := openDB(t, c)
+	waitCaughtUp(t, c, db)
+	for _, sctx := range []context.Context{ctx, switchyard.WithSession(ctx)} {
+		var wrote int64
+		if err := db.QueryRow(sctx, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&wrote); err != nil {
+			t.Fatal(err)
+		}
+		waitCaughtUp(t, c, db)
+		var got int64
+		var rec bool
+		if err := db.QueryRow(switchyard.Latest(sctx), "SELECT v, pg_is_in_recovery() FROM counters WHERE id = 0").Scan(&got, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if got < wrote {
+			t.Errorf("a Latest read after a write read %d, want %d", got, wrote)
+		}
+		if !rec {
+			t.Errorf("a Latest read after a write the replica had replayed went to the primary (session %v); routes %v", sctx != ctx, db.Stats().Routes.ByReason)
+		}
+	}
+}
