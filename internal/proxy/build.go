@@ -192,13 +192,14 @@ func (s *session) prepare(b *backend, items []item, st *statement, m mode) []ite
 	fe := b.fe()
 	name := serverStatement(st)
 	if name != "" {
-		if _, taken := b.state.prepared[name]; taken {
-			// Another text under the same name (a hash collision), or a
-			// proxy statement to be replaced: close it first.
-			fe.SendClose(&pgproto3.Close{ObjectType: 'S', Name: name})
-			items = append(items, item{kind: replyClose, mode: swallow})
-			b.forget(name)
-		}
+		// Close it first, whether or not the proxy thinks the server has
+		// it (closing a statement that does not exist is no error): it may
+		// hold another text (a hash collision, a proxy statement to
+		// replace), or still exist after the proxy stopped counting on it
+		// (a DEALLOCATE ALL whose round trip failed).
+		fe.SendClose(&pgproto3.Close{ObjectType: 'S', Name: name})
+		items = append(items, item{kind: replyClose, mode: swallow})
+		b.forget(name)
 		for len(b.state.order) >= maxPrepared {
 			old := b.state.order[0]
 			fe.SendClose(&pgproto3.Close{ObjectType: 'S', Name: old})

@@ -298,3 +298,34 @@ func TestCommitInDoubt(t *testing.T) {
 		})
 	}
 }
+
+// TestDeallocateAll: a pinned client's DEALLOCATE ALL (or DISCARD ALL)
+// drops the server's prepared statements, the proxy's among them; the
+// client's statements go on working, prepared again where they run.
+func TestDeallocateAll(t *testing.T) {
+	c := laggingLab(t, 0)
+	p := startProxy(t, c, func(cfg *proxy.Config) { cfg.PoolSize = 1 })
+	ctx := testCtx(t)
+	conn := p.connect(t)
+	if _, err := conn.Exec(ctx, "SET application_name = 'pinned'"); err != nil {
+		t.Fatal(err)
+	}
+	for _, reset := range []string{"DEALLOCATE ALL", "deallocate prepare all", "DISCARD ALL"} {
+		for i := range 2 {
+			var v int64
+			if err := conn.QueryRow(ctx, "UPDATE counters SET v = v + 1 WHERE id = $1 RETURNING v", 11).Scan(&v); err != nil {
+				t.Fatalf("before %s, run %d: %v", reset, i, err)
+			}
+		}
+		if _, err := conn.Exec(ctx, reset); err != nil {
+			t.Fatal(err)
+		}
+		var v int64
+		if err := conn.QueryRow(ctx, "UPDATE counters SET v = v + 1 WHERE id = $1 RETURNING v", 11).Scan(&v); err != nil {
+			t.Errorf("after %s: %v", reset, err)
+		}
+		if _, err := conn.Exec(ctx, "SET application_name = 'pinned'"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
 	"sync"
 	"sync/atomic"
 
@@ -325,6 +326,7 @@ type round struct {
 	state   bool                  // leaves session state on the server
 	begins  bool                  // transaction control that may open a transaction
 	discard bool                  // DISCARD ALL
+	dealloc bool                  // DEALLOCATE ALL
 	listen  bool
 	copyIn  bool    // COPY FROM STDIN
 	portals []named // the portals (and statements) it binds (parses)
@@ -344,6 +346,7 @@ func (s *session) study(msgs []pgproto3.FrontendMessage) *round {
 		r.state = r.state || e&(classify.EffectSessionState|classify.EffectSessionDependent) != 0
 		r.begins = r.begins || e&(classify.EffectBegin|classify.EffectChain) != 0
 		r.discard = r.discard || e&classify.EffectDiscardAll != 0
+		r.dealloc = r.dealloc || e&classify.EffectSessionDependent != 0 && deallocateAll.MatchString(sql)
 		r.listen = r.listen || e&classify.EffectListen != 0
 		r.copyIn = r.copyIn || e&classify.EffectCopyFrom != 0
 	}
@@ -386,6 +389,9 @@ func (s *session) study(msgs []pgproto3.FrontendMessage) *round {
 	}
 	return r
 }
+
+// deallocateAll matches a text that may run DEALLOCATE ALL.
+var deallocateAll = regexp.MustCompile(`(?is)\bdeallocate\s+(?:prepare\s+)?all\b`)
 
 // named is a portal (or, with a NUL first, a statement) of a round trip.
 type named struct {
@@ -480,8 +486,13 @@ func (s *session) settle(p *engine.Plan, r *round, t *tripResult) error {
 	if r.listen {
 		s.pinned, s.listening = true, true
 	}
-	if r.discard && t.res.err == nil && t.res.status == 'I' {
+	if r.discard || r.dealloc {
+		// The server's prepared statements may be gone (the proxy's
+		// included); the proxy prepares again what it needs. The client's
+		// own statements stay usable through the proxy.
 		b.forgetPrepared()
+	}
+	if r.discard && t.res.err == nil && t.res.status == 'I' {
 		s.pinned, s.listening = false, false
 	}
 	// A round trip that ended with a Flush leaves its implicit
