@@ -719,6 +719,15 @@ func TestPasswords(t *testing.T) {
 		t.Fatalf("a password on loopback with LoopbackPasswords: %v", err)
 	}
 	conn.Close(ctx)
+	// The servers' own codes for other failed logins.
+	for dsn, code := range map[string]string{
+		"postgres://postgres@" + loopback.addr + "/nosuchdb?sslmode=disable":   "3D000",
+		"postgres://nosuchrole@" + loopback.addr + "/postgres?sslmode=disable": "28000",
+	} {
+		if _, err := pgx.Connect(ctx, dsn); pgCode(err) != code {
+			t.Errorf("%s: %v, want SQLSTATE %s", dsn, err, code)
+		}
+	}
 	// TLS is refused where the proxy has no certificate.
 	if _, err := pgx.Connect(ctx, url(loopback.addr, "right-pw", "require")); err == nil {
 		t.Error("sslmode=require succeeded against a proxy without a certificate")
