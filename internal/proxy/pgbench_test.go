@@ -161,19 +161,19 @@ func TestPgbenchReplicaKilled(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, code := cl.pgbench(t, pgbench, "-S", "-M", "prepared", "-c", "8", "-j", "2", "-T", "6")
+		out, code := cl.pgbench(t, pgbench, "-S", "-M", "prepared", "-c", "8", "-j", "2", "-T", "8")
 		done <- result{out, code}
 	}()
 	before := replica.Routed()
-	waitFor(t, "reads on the replica", func() bool { return replica.Routed() > before+500 })
+	waitFor(t, "reads on the replica", func() bool { return replica.Routed() > before+100 })
 	if err := cl.lab.Replicas()[0].Kill(); err != nil {
 		t.Fatal(err)
 	}
 	onPrimary := primary.Routed()
-	waitFor(t, "reads on the primary", func() bool { return primary.Routed() > onPrimary+500 })
+	waitFor(t, "reads on the primary", func() bool { return primary.Routed() > onPrimary+100 })
 	r := <-done
 	processed, failed, tps := pgbenchFigures(t, r.out)
-	t.Logf("pgbench -S -M prepared -c 8 -T 6, the replica killed after %d reads: %d transactions, %d failed, %s tps; the primary served %d reads after the kill",
+	t.Logf("pgbench -S -M prepared -c 8 -T 8, the replica killed after %d reads: %d transactions, %d failed, %s tps; the primary served %d reads after the kill",
 		replica.Routed()-before, processed, failed, tps, primary.Routed()-onPrimary)
 	if r.code != 0 || failed != 0 || strings.Contains(r.out, "aborted") {
 		t.Errorf("exit %d:\n%s", r.code, r.out)
@@ -201,7 +201,7 @@ func TestPgbenchPromotion(t *testing.T) {
 		done <- result{out, code}
 	}()
 	before := old.Routed()
-	waitFor(t, "transactions on the primary", func() bool { return old.Routed() > before+300 })
+	waitFor(t, "transactions on the primary", func() bool { return old.Routed() > before+100 })
 	ctx := testCtx(t)
 	killed := time.Now()
 	if err := cl.lab.Primary().Kill(); err != nil {
