@@ -227,6 +227,16 @@ func TestProxySignals(t *testing.T) {
 	}
 	t.Logf("the proxy process served its first client %v after it was started", time.Since(start).Round(time.Millisecond))
 	defer first.Close(ctx)
+	// psql (libpq) too, where the lab's binaries have it (the clients'
+	// own tests are in internal/proxy).
+	if bin, err := switchyardtest.FindBinaries(); err == nil {
+		if psql := filepath.Join(bin, "psql"); fileExists(psql) {
+			out, err := exec.CommandContext(ctx, psql, "-X", "-A", "-t", "-d", dsn, "-c", "SELECT count(*) FROM t").CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "1" {
+				t.Errorf("psql through the proxy process: %v: %s", err, out)
+			}
+		}
+	}
 	idle, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -283,4 +293,9 @@ func TestProxySignals(t *testing.T) {
 	if !strings.Contains(logs.String(), "stopped") {
 		t.Errorf("no word of the stop:\n%s", logs.String())
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
