@@ -187,9 +187,25 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 	}
 	now := time.Now().UnixNano()
 	if pin, foreign := pos.pinned(c, now); (pin != nil || foreign) && p.atLeast == 0 {
+		// The pinned replica may have shown the session more than its
+		// polled position: only it (or the primary) keeps the session's
+		// reads monotonic. But the pin does not make it fresh for the
+		// process's position (Global): past what it is known to have, it
+		// must prove it has that, or the primary reads.
 		if pin != nil && pin != c.Primary() && pin.Healthy() {
-			p.toReplica(pin, ReasonReplica)
-			return
+			g := lsn.LSN(0)
+			if o.Global && p.global != nil {
+				g = p.global.LSN()
+			}
+			switch {
+			case g <= pin.Position():
+				p.toReplica(pin, ReasonReplica)
+				return
+			case !p.plain && pin.CheckSafe():
+				p.toReplica(pin, ReasonChecked)
+				p.Before, p.Check = BeforeCheck, g
+				return
+			}
 		}
 		e.toPrimary(p, ReasonNotFresh)
 		return

@@ -602,3 +602,46 @@ func TestPlanPinned(t *testing.T) {
 		t.Error("a plan without options is the DB-wide session's")
 	}
 }
+
+// TestPinYieldsToTheProcessPosition: a session pinned to the replica that
+// served its last read (the proxy's connections, in global mode) must not
+// read there again once the process's position (another session's write,
+// Options.Global) is past what that replica is known to have: the pin
+// keeps the session's reads monotonic, it does not make the replica fresh.
+// Found by the proxy's psycopg2 test under load: a write on one connection
+// then a read on another read the old row.
+func TestPinYieldsToTheProcessPosition(t *testing.T) {
+	e := newEngine(t, 1, Config{})
+	c := cluster(e)
+	s := NewSession()
+	o := &Options{Session: s, Global: true}
+	at(replica(e, 1), 100, time.Now().Add(-time.Second))
+	first := read(e, o)
+	if first.Node != replica(e, 1) {
+		t.Fatalf("first read on %v", first.Node)
+	}
+	first.Begin()
+	first.Served()
+	first.Finish(nil)
+	if pin, _ := s.position(c.Key()).pinState(); pin != replica(e, 1) {
+		t.Fatalf("pin %v", pin)
+	}
+	want(t, read(e, o), replica(e, 1), ReasonReplica, BeforeNone, AfterNone)
+	// Another session writes, and its capture moves the process's
+	// position past the replica's polled one.
+	setPos(e.global, c, 500, time.Now())
+	want(t, read(e, o), primary(e), ReasonNotFresh, BeforeSettle, AfterCapture)
+	// A replica where a freshness check is safe may prove it in the
+	// read's round trip (it is the one the session read from: monotonic).
+	replica(e, 1).SetCheckSafe(true)
+	if p := read(e, o); p.Node != replica(e, 1) || p.Before != BeforeCheck || p.Check != 500 {
+		t.Fatalf("a check-safe pinned replica: %v %v %v", p.Node, p.Before, p.Check)
+	}
+	// Without Global the session's own position rules: the pin holds.
+	want(t, read(e, &Options{Session: s}), replica(e, 1), ReasonReplica, BeforeNone, AfterNone)
+	// Once the replica is polled past 500, it serves again.
+	at(replica(e, 1), 600, time.Now())
+	if p := read(e, o); p.Node != replica(e, 1) {
+		t.Errorf("a replica at 600: read on %v", p.Node)
+	}
+}
