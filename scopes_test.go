@@ -59,6 +59,7 @@ type scopeArm struct {
 	reads, writes, stale, onReplica   int
 	times                             []time.Duration
 	trips, primaryTrips, latestTrips  uint64
+	checkFailed                       uint64
 	tokens                            int
 	firstStale                        string
 	maxSeenStaleness, sumSeenStalness time.Duration
@@ -238,6 +239,7 @@ func TestScopes(t *testing.T) {
 			arm.trips += after.all - before.all
 			arm.primaryTrips += after.primary - before.primary
 			arm.latestTrips += after.latest - before.latest
+			arm.checkFailed += after.checkFailed - before.checkFailed
 		}
 	}
 	stopExt()
@@ -260,7 +262,11 @@ func TestScopes(t *testing.T) {
 			fmt.Fprintf(&b, "%s: data seen at most %v old (mean %v)\n", a.name, ms(a.maxSeenStaleness), ms(a.sumSeenStalness/time.Duration(max(a.reads, 1))))
 		}
 		if a.tokens > 0 {
-			fmt.Fprintf(&b, "%s: %d tokens asked for (one per request of 5 operations), their queries counted in its round trips\n", a.name, a.tokens)
+			queries := int64(a.trips) - int64(a.writes) - int64(a.reads) - int64(a.checkFailed)
+			fmt.Fprintf(&b, "%s: %d tokens asked for (one per request of 5 operations), %d of them with a query (counted in its round trips)\n", a.name, a.tokens, queries)
+		}
+		if a.checkFailed > 0 {
+			fmt.Fprintf(&b, "%s: %d freshness checks failed (the read then went to the primary: a round trip more)\n", a.name, a.checkFailed)
 		}
 		if a.latestTrips > 0 {
 			fmt.Fprintf(&b, "%s: %d position queries for %d reads\n", a.name, a.latestTrips, a.reads)
@@ -353,7 +359,7 @@ func scopeOp(base context.Context, a *scopeArm, ai int, w *scopeWorker, op int, 
 
 // trips are a DB's round trips so far: statements and batches sent to
 // any server, to the primary, and Latest's position queries.
-type trips struct{ all, primary, latest uint64 }
+type trips struct{ all, primary, latest, checkFailed uint64 }
 
 func snapshotTrips(db *switchyard.DB) trips {
 	s := db.Stats()
@@ -364,7 +370,7 @@ func snapshotTrips(db *switchyard.DB) trips {
 			t.primary += n.Routed
 		}
 	}
-	t.latest = s.Routes.Latest
+	t.latest, t.checkFailed = s.Routes.Latest, s.Routes.CheckFailed
 	return t
 }
 
