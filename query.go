@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -333,6 +334,19 @@ type rows struct {
 	capture  *capture        // a read's rows are copied for a query cache
 	wrote    context.Context // a write's context, with a query cache: emptied when it ends
 	db       *DB             // with wrote
+	// ended: the result was empty, and ended before Query returned; fields
+	// are its columns, copied before its connection went back to the pool
+	// (pgx keeps them in the connection, for its next query to reuse).
+	ended  bool
+	fields []pgconn.FieldDescription
+}
+
+// FieldDescriptions are the result's columns.
+func (r *rows) FieldDescriptions() []pgconn.FieldDescription {
+	if r.ended {
+		return r.fields
+	}
+	return r.Rows.FieldDescriptions()
 }
 
 // start runs the statement on q as r.plan says. Its first row is read
@@ -387,7 +401,10 @@ func (r *rows) peek() error {
 	if r.capture != nil {
 		r.capture.done = true
 	}
-	r.finish() // an empty result
+	// An empty result, over before the caller has seen it: its columns
+	// must outlive the connection's return to the pool.
+	r.fields, r.ended = slices.Clone(r.Rows.FieldDescriptions()), true
+	r.finish()
 	return nil
 }
 
@@ -428,6 +445,9 @@ func (r *rows) finish() {
 	}
 	r.finished = true
 	err := r.Rows.Err()
+	if r.capture != nil && err == nil {
+		r.capture.describe(r) // while the connection is still ours
+	}
 	if r.batch != nil {
 		if err == nil {
 			captured(&r.plan, r.batch)

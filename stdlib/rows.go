@@ -130,7 +130,6 @@ func (r *rows) Close() error {
 
 // Next reads the next row into dest.
 func (r *rows) Next(dest []driver.Value) error {
-	r.initValueFuncs()
 	var more bool
 	if r.skipNext {
 		more = r.skipNextMore
@@ -144,6 +143,9 @@ func (r *rows) Next(dest []driver.Value) error {
 		}
 		return io.EOF
 	}
+	// Planned at the first row: an empty result has ended, and its
+	// connection may be another query's by now (its type map with it).
+	r.initValueFuncs()
 	for i, rv := range r.rows.RawValues() {
 		if rv == nil {
 			dest[i] = nil
