@@ -88,7 +88,7 @@ and a CPU profile of it is saved in DIR for each of its pgbench runs
 (go tool pprof DIR/FILE).
 
 With the defaults, --proxies takes about ten minutes (4 workloads x 4 arms
-x 3 rounds x 10s, then 18 staleness runs of 6s).
+x 3 rounds x 10s, then 16 staleness runs of 6s).
 
 Everything it started is stopped and removed at the end (also on Ctrl-C).
 
