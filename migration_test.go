@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -449,4 +450,45 @@ func pgErrCode(err error) string {
 		return pgErr.Code
 	}
 	return ""
+}
+
+// TestStaleStatementsAfterResetInAtomic: after something drops every
+// prepared statement of a connection (DEALLOCATE ALL, DISCARD ALL, a
+// pooler's reset), an Atomic block of more distinct statements than
+// MaxAttempts still commits.
+//
+// Known bug: pgx drops only the statement that failed, so each attempt
+// of the block fails on its next stale statement (26000), and a block of
+// 12 gives up after 10 attempts (with backoff between them, which a stale
+// statement does not need). A 26000 means the server's statements were
+// reset: dropping all of the connection's cached statements (pgx's
+// Conn.DeallocateAll) before the next attempt would cost one retry.
+func TestStaleStatementsAfterResetInAtomic(t *testing.T) {
+	if os.Getenv(knownBugs) == "" {
+		t.Skip("known bug (one attempt per stale statement after a reset); set " + knownBugs + "=1 to run")
+	}
+	ctx := testCtx(t)
+	_, db, _ := staleLab(t)
+	block := func(tx pgx.Tx) error {
+		for i := 0; i < 12; i++ {
+			var n int
+			if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT n + %d FROM t WHERE id = $1", i), 1).Scan(&n); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := db.Atomic(ctx, block); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, "DEALLOCATE ALL"); err != nil {
+		t.Fatal(err)
+	}
+	attempts := 0
+	if err := db.Atomic(ctx, func(tx pgx.Tx) error { attempts++; return block(tx) }); err != nil {
+		t.Errorf("a 12-statement block after DEALLOCATE ALL: %v", err)
+	}
+	if attempts > 2 {
+		t.Errorf("a 12-statement block after DEALLOCATE ALL took %d attempts, want 2", attempts)
+	}
 }
