@@ -273,17 +273,6 @@ func TestCompareProxies(t *testing.T) {
 			// Each client connection a session of its own: reads on
 			// another connection than the writes may be stale.
 			mayBeStale := strings.HasPrefix(name, "pgpool-II") || name == "switchyard proxy, connection" && layout != "on one connection:"
-			if name == "switchyard proxy" && layout != "on one connection:" && r.stale != 0 {
-				// --consistency global promises these too, but the engine
-				// lets a connection whose last read pinned it to a replica
-				// read there again without the DB-wide position (route's
-				// pinned case), which a write on another connection has
-				// passed: a bug, found by this comparison (0.2-0.8% of
-				// such reads) and reproduced deterministically outside it.
-				// Logged, not failed, until the engine is fixed.
-				t.Logf("%s %s: %d stale reads (known engine bug: a pinned read ignores the global position)", layout, name, r.stale)
-				continue
-			}
 			if !mayBeStale && r.stale != 0 {
 				t.Errorf("%s %s: %d stale reads", layout, name, r.stale)
 			}
