@@ -239,6 +239,12 @@ func (a *acrossTx) Commit(ctx context.Context) error {
 	return err
 }
 
+func (a *acrossTx) statementsReset() {
+	for _, p := range a.parts {
+		p.statementsReset()
+	}
+}
+
 // ended empties the block's query cache, if any, as any write's end does.
 func (a *acrossTx) ended() {
 	if a.opts.AccessMode != pgx.ReadOnly {

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard/internal/engine"
-	"github.com/switchyard-db/switchyard/internal/pgerr"
 )
 
 // Conn is a connection to the primary taken from its pool by Acquire, for
@@ -97,43 +96,32 @@ func (c *Conn) Conn() *pgx.Conn { return c.conn.Conn() }
 // Ping checks the connection.
 func (c *Conn) Ping(ctx context.Context) error { return c.conn.Ping(ctx) }
 
-// pinned plans a statement on the held connection.
+// pinned plans a statement on the held connection. Outside a
+// transaction, a statement the server refuses because its prepared form is
+// stale (a migration, a reset) is run once more there, as the DB does for
+// the statements it routes; inside one, the error is the caller's.
 func (c *Conn) pinned(ctx context.Context, p *engine.Plan, write bool) {
 	if write {
 		c.db.wrote(ctx)
 	}
 	c.db.engine.PlanPinned(p, optsFrom(ctx), c.plan.Node, write)
+	if c.conn.Conn().PgConn().TxStatus() == 'I' {
+		p.RetryStale()
+	}
 }
 
 // Exec runs sql on the connection.
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	write := !c.db.isRead(sql)
-	for again := false; ; again = true {
-		var p engine.Plan
-		c.pinned(ctx, &p, write)
-		var tag pgconn.CommandTag
-		err := c.db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
-			tag, err = c.db.exec(ctx, p, c.conn, sql, args)
-			return err
-		})
-		p.Finish(err)
-		if !again && c.staleOutsideTx(err) {
-			continue
-		}
-		return tag, err
-	}
-}
-
-// staleOutsideTx reports whether a statement failed because the server
-// threw out its prepared form (a migration changed its result type, or
-// something deallocated it) while the connection was outside a
-// transaction: the statement did not run, nothing else of the caller's
-// ran in its implicit transaction, and pgx has dropped it from the
-// connection's cache, so running it once more there prepares it afresh,
-// as the DB does for statements it routes. Inside a transaction (the
-// connection is then in a failed one) the error is the caller's.
-func (c *Conn) staleOutsideTx(err error) bool {
-	return pgerr.StaleStatement(err) && c.conn.Conn().PgConn().TxStatus() == 'I'
+	var p engine.Plan
+	c.pinned(ctx, &p, !c.db.isRead(sql))
+	var tag pgconn.CommandTag
+	err := c.db.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
+		resetStatements(ctx, p, c.conn)
+		tag, err = c.db.exec(ctx, p, c.conn, sql, args)
+		return err
+	})
+	p.Finish(err)
+	return tag, err
 }
 
 // Query runs sql on the connection and returns its rows.
@@ -146,18 +134,16 @@ func (c *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 }
 
 func (c *Conn) query(ctx context.Context, sql string, args []any) (*rows, error) {
-	write := !c.db.isRead(sql)
-	for again := false; ; again = true {
-		r := &rows{}
-		c.pinned(ctx, &r.plan, write)
-		err := c.db.engine.Do(ctx, &r.plan, func(*engine.Plan) error { return r.start(ctx, c.conn, sql, args) })
-		if err == nil {
-			return r, nil
-		}
-		if again || !c.staleOutsideTx(err) {
-			return nil, err
-		}
+	r := &rows{}
+	c.pinned(ctx, &r.plan, !c.db.isRead(sql))
+	err := c.db.engine.Do(ctx, &r.plan, func(p *engine.Plan) error {
+		resetStatements(ctx, p, c.conn)
+		return r.start(ctx, c.conn, sql, args)
+	})
+	if err != nil {
+		return nil, err
 	}
+	return r, nil
 }
 
 // QueryRow runs sql on the connection and returns its first row.

@@ -188,8 +188,12 @@ func ExampleConnect() {
 	for _, n := range db.Stats().Nodes { // the primary first
 		fmt.Println(n.Role, labName[n.Name])
 	}
+	// A new session has seen nothing yet: any replica will do. (Without
+	// one, the read would see every write made earlier in this process
+	// through any DB on these servers, which the replicas may not have
+	// yet.)
 	var onReplica bool
-	if err := db.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&onReplica); err != nil {
+	if err := db.QueryRow(switchyard.WithSession(ctx), "SELECT pg_is_in_recovery()").Scan(&onReplica); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("read served by a replica:", onReplica)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -346,22 +345,24 @@ func TestStaleStatementInTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Atomic: the block runs again, once per statement of it that went
-	// stale (pgx drops the one that failed), and its write is applied once.
+	// Atomic: the block runs again, once per statement of it that a
+	// migration made stale (pgx drops the one that failed), but only once
+	// after a reset (26000: the connection forgets every statement), and
+	// its write is applied once.
 	if err := db.Atomic(ctx, func(tx pgx.Tx) error { return readAll(tx) }); err != nil {
 		t.Fatal(err)
 	}
 	for _, reset := range []struct {
 		what  string
 		do    func()
-		stale int // statements of the block it makes stale
+		stale int // attempts that meet a stale statement
 	}{
 		{"ALTER TABLE (SELECT * stale)", func() { alter(t, c, 2) }, 1},
 		{"DEALLOCATE ALL (both statements gone)", func() {
 			if _, err := db.Exec(ctx, "DEALLOCATE ALL"); err != nil {
 				t.Fatal(err)
 			}
-		}, 2},
+		}, 1},
 	} {
 		reset.do()
 		before, retries, n := tr.count(primary), db.Stats().Routes.AtomicRetries, countOf(t, c)
@@ -456,17 +457,11 @@ func pgErrCode(err error) string {
 // prepared statement of a connection (DEALLOCATE ALL, DISCARD ALL, a
 // pooler's reset), an Atomic block of more distinct statements than
 // MaxAttempts still commits.
-//
-// Known bug: pgx drops only the statement that failed, so each attempt
-// of the block fails on its next stale statement (26000), and a block of
-// 12 gives up after 10 attempts (with backoff between them, which a stale
-// statement does not need). A 26000 means the server's statements were
-// reset: dropping all of the connection's cached statements (pgx's
-// Conn.DeallocateAll) before the next attempt would cost one retry.
+// (pgx drops only the statement that failed, so each attempt used to fail
+// on its next stale statement, and a block of 12 gave up after 10
+// attempts; a 26000 means the server's statements were reset, and the
+// connection now forgets them all before it goes back to the pool.)
 func TestStaleStatementsAfterResetInAtomic(t *testing.T) {
-	if os.Getenv(knownBugs) == "" {
-		t.Skip("known bug (one attempt per stale statement after a reset); set " + knownBugs + "=1 to run")
-	}
 	ctx := testCtx(t)
 	_, db, _ := staleLab(t)
 	block := func(tx pgx.Tx) error {

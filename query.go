@@ -116,6 +116,7 @@ type held struct{ c *pgxpool.Conn }
 func (h *held) acquire(ctx context.Context, db *DB, p *engine.Plan) (*pgxpool.Conn, error) {
 	if h.c != nil {
 		if p.SameConnection() {
+			resetStatements(ctx, p, h.c)
 			return h.c, nil
 		}
 		h.release()
@@ -123,6 +124,16 @@ func (h *held) acquire(ctx context.Context, db *DB, p *engine.Plan) (*pgxpool.Co
 	c, err := db.pool(p.Node).Acquire(ctx)
 	h.c = c
 	return c, err
+}
+
+// resetStatements forgets every prepared statement of conn when the
+// attempt before found the server had thrown them all away (see
+// engine.Plan.StatementsReset): one retry for the connection, not one for
+// each of its statements.
+func resetStatements(ctx context.Context, p *engine.Plan, conn *pgxpool.Conn) {
+	if p.StatementsReset() {
+		conn.Conn().DeallocateAll(ctx)
+	}
 }
 
 func (h *held) release() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/internal/engine"
 	"github.com/switchyard-db/switchyard/internal/lsn"
+	"github.com/switchyard-db/switchyard/internal/pgerr"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
 
@@ -105,6 +106,8 @@ type tx struct {
 	optsCtx  context.Context   // BeginTx's: the session and options it runs with
 	home     *topology.Cluster // a part of a block across clusters: its cluster
 	wroteSQL bool              // a part ran a statement that is not a pure read
+
+	resetStatements bool // the server threw the connection's statements away (statementsReset)
 }
 
 var _ pgx.Tx = (*tx)(nil)
@@ -183,6 +186,11 @@ func (t *tx) finish(err error) {
 	}
 	t.finished = true
 	if t.owned && t.conn != nil {
+		if t.resetStatements && t.conn.Conn().PgConn().TxStatus() == 'I' {
+			ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
+			t.conn.Conn().DeallocateAll(ctx)
+			cancel()
+		}
 		// A connection left in a transaction, or broken, is closed by the
 		// pool rather than reused.
 		t.conn.Release()
@@ -277,8 +285,19 @@ func atomicOnce(ctx context.Context, begin func(context.Context, pgx.TxOptions) 
 		}
 	}()
 	if err := fn(t); err != nil {
+		if r, ok := t.(statementResetter); ok && pgerr.Code(err) == pgerr.InvalidStatementName {
+			r.statementsReset()
+		}
 		rollback()
 		return err
 	}
 	return t.Commit(ctx)
 }
+
+// statementResetter is a transaction told that the server threw away its
+// connection's prepared statements (26000): it forgets them all when it
+// gives the connection back, so that the next attempt does not fail on
+// each of them in turn.
+type statementResetter interface{ statementsReset() }
+
+func (t *tx) statementsReset() { t.resetStatements = true }

@@ -165,15 +165,20 @@ func (e *Engine) Again(ctx context.Context, p *Plan, err error) bool {
 		return true
 	}
 	p.Finish(err)
-	if ctx.Err() != nil || e.closed.Load() || p.Policy == PolicyPinned {
+	if ctx.Err() != nil || e.closed.Load() {
 		return false
 	}
-	if pgerr.StaleStatement(err) && !p.staleRetried {
+	if pgerr.StaleStatement(err) && !p.staleRetried && (p.Policy != PolicyPinned || p.staleOK) {
 		// The server threw out the prepared statement (a migration changed
-		// its result type): it did not run. Once more, on the same
-		// connection, which prepares it afresh.
+		// its result type, or something reset the connection's
+		// statements): it did not run. Once more, on the same connection,
+		// which prepares it afresh.
 		p.staleRetried, p.stale = true, true
+		p.reset = pgerr.Code(err) == pgerr.InvalidStatementName
 		return true
+	}
+	if p.Policy == PolicyPinned {
+		return false
 	}
 	down := pgerr.NodeDown(err)
 	if down {
@@ -318,3 +323,21 @@ func (p *Plan) SameConnection() bool {
 	p.stale = false
 	return same
 }
+
+// StatementsReset reports whether the attempt before found the
+// connection's prepared statements gone (26000: DEALLOCATE ALL, DISCARD
+// ALL, a pooler's reset) rather than one of them outdated: the front
+// forgets them all (pgx's DeallocateAll) before this attempt, so that the
+// connection's next statements do not each fail once more. It forgets it.
+func (p *Plan) StatementsReset() bool {
+	r := p.reset
+	p.reset = false
+	return r
+}
+
+// RetryStale lets a pinned statement that the server refused as stale
+// run once more on its connection, as other statements do. Call it after
+// PlanPinned when the connection is outside a transaction: there the
+// failed statement left nothing behind; inside one, the transaction has
+// failed and the error is the caller's.
+func (p *Plan) RetryStale() { p.staleOK = true }

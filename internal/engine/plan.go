@@ -88,6 +88,8 @@ type Plan struct {
 	captured     bool // Captured was called
 	stale        bool // the next attempt runs on the same connection (SameConnection)
 	staleRetried bool
+	staleOK      bool // a pinned statement may be run again when stale (RetryStale)
+	reset        bool // the last attempt found the statements reset (StatementsReset)
 	atLeast      lsn.LSN // a Latest read's primary position, and when it was taken
 	atLeastAt    int64
 	began        time.Time // when Begin sent it, for the node's latency
