@@ -88,8 +88,8 @@ type Plan struct {
 	captured     bool // Captured was called
 	stale        bool // the next attempt runs on the same connection (SameConnection)
 	staleRetried bool
-	staleOK      bool // a pinned statement may be run again when stale (RetryStale)
-	reset        bool // the last attempt found the statements reset (StatementsReset)
+	staleOK      bool    // a pinned statement may be run again when stale (RetryStale)
+	reset        bool    // the last attempt found the statements reset (StatementsReset)
 	atLeast      lsn.LSN // a Latest read's primary position, and when it was taken
 	atLeastAt    int64
 	began        time.Time // when Begin sent it, for the node's latency
@@ -175,10 +175,13 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		e.toPrimary(p, ReasonForced)
 		return
 	case o.MaxStaleness > 0:
-		min := c.PrimaryPositionSince(time.Now().Add(-o.MaxStaleness))
-		if n := c.PickReplica(min); n != nil {
-			p.toReplica(n, ReasonStaleOK)
-			return
+		// With no poll of the primary since then (it does not answer),
+		// nothing bounds a replica's staleness: the primary reads.
+		if min, ok := c.PrimaryPositionSince(time.Now().Add(-o.MaxStaleness)); ok {
+			if n := c.PickReplica(min); n != nil {
+				p.toReplica(n, ReasonStaleOK)
+				return
+			}
 		}
 		p.Node = c.Primary()
 		p.Reason = e.noReplicaReason(c)

@@ -49,11 +49,8 @@ func TestRouteMaxStaleness(t *testing.T) {
 	e := newEngine(t, 2, Config{})
 	c := cluster(e)
 	o := &Options{MaxStaleness: 10 * time.Second, Session: NewSession()}
-	// No history yet: any replica will do.
-	p := read(e, o)
-	if p.Reason != ReasonStaleOK || p.Node.IsPrimary() || p.After != AfterNone {
-		t.Fatalf("no history: %v on %s", p.Reason, p.Node.Name)
-	}
+	// No poll of the primary yet: nothing bounds a replica's staleness.
+	want(t, read(e, o), primary(e), ReasonNotFresh, BeforeNone, AfterNone)
 
 	now := time.Now()
 	c.RecordPrimary(100, now.Add(-30*time.Second))
@@ -72,6 +69,14 @@ func TestRouteMaxStaleness(t *testing.T) {
 	// Out of bounds: the primary, without a capture.
 	o.MaxStaleness = 100 * time.Millisecond
 	want(t, read(e, o), primary(e), ReasonNotFresh, BeforeNone, AfterNone)
+	// The primary not polled for longer than the bound (it stopped
+	// answering): its newest poll bounds nothing, even for replicas that
+	// have everything it knew.
+	quiet := newEngine(t, 1, Config{})
+	cluster(quiet).RecordPrimary(300, now.Add(-2*time.Second))
+	at(replica(quiet, 1), 300, now)
+	want(t, read(quiet, &Options{MaxStaleness: time.Second}), primary(quiet), ReasonNotFresh, BeforeNone, AfterNone)
+	want(t, read(quiet, &Options{MaxStaleness: 3 * time.Second}), replica(quiet, 1), ReasonStaleOK, BeforeNone, AfterNone)
 	replica(e, 1).MarkDown(now)
 	replica(e, 2).MarkDown(now)
 	o.MaxStaleness = time.Hour

@@ -40,6 +40,7 @@ func TestSeenFloor(t *testing.T) {
 	}
 	// A stale-ok read promises nothing but the replica's own position.
 	e3 := newEngine(t, 1, Config{})
+	cluster(e3).RecordPrimary(100, time.Now()) // the primary polled: staleness has a bound
 	at(replica(e3, 1), 100, time.Now())
 	replica(e3, 1).SetLag(time.Millisecond)
 	s3 := NewSession()

@@ -29,9 +29,6 @@ type Session struct {
 	// all of them would pin them all to whichever replica is furthest
 	// ahead.
 	explicit bool
-	// carriesToken: the session came from a token or gave one out, so it
-	// will likely be asked for one again.
-	carriesToken atomic.Bool
 	// adopting: positions came from a token and have not been looked at by
 	// an engine yet (see Engine.adopt).
 	adopting atomic.Bool

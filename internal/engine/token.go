@@ -118,7 +118,6 @@ func RestoreSession(token string) (*Session, error) {
 		p.sawReplica.Store(e.Flags&tokenSawReplica != 0)
 		s.appendLocked(p)
 	}
-	s.carriesToken.Store(true)
 	s.adopting.Store(true)
 	return s, nil
 }
@@ -223,7 +222,6 @@ func (e *Engine) Token(ctx context.Context, o *Options, lend Lender) (string, er
 	}
 	s := e.session(o)
 	e.adopt(s)
-	s.carriesToken.Store(true)
 	for _, c := range e.clusters {
 		if p := s.find(c.Key()); p != nil {
 			if err := e.settlePosition(ctx, o, c, p, lend); err != nil {

@@ -112,7 +112,7 @@ func TestRestoreSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.Explicit() || !s.carriesToken.Load() || !s.adopting.Load() || len(s.all()) != 2 {
+	if !s.Explicit() || !s.adopting.Load() || len(s.all()) != 2 {
 		t.Fatalf("%+v", s)
 	}
 	p := s.find(5)
@@ -246,7 +246,7 @@ func TestTokenDirtyCapturesOnPrimary(t *testing.T) {
 	if servers[primary(e)].Queries() != 1 || servers[replica(e, 1)].Queries() != 0 {
 		t.Errorf("queries: primary %d, replica %d", servers[primary(e)].Queries(), servers[replica(e, 1)].Queries())
 	}
-	if s.find(cluster(e).Key()).dirty() || !s.carriesToken.Load() {
+	if s.find(cluster(e).Key()).dirty() {
 		t.Error("still dirty")
 	}
 	// Clean now: a second token costs nothing.

@@ -188,21 +188,19 @@ func (c *Cluster) LagAt(pos lsn.LSN, sent time.Time, replayAge time.Duration) ti
 
 // PrimaryPositionSince returns the primary's insert position as first
 // polled at or after t: everything committed by t is at or before it (a
-// conservative bound for "data at most d old"). With no such sample it
-// returns the newest one; with none at all, 0.
-func (c *Cluster) PrimaryPositionSince(t time.Time) lsn.LSN {
+// conservative bound for "data at most d old"). ok is false when no poll
+// was sent at or after t (the monitor has not reached the primary since):
+// then nothing bounds what was committed by t.
+func (c *Cluster) PrimaryPositionSince(t time.Time) (pos lsn.LSN, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := len(c.history)
-	if k == 0 {
-		return 0
-	}
 	want := t.UnixNano()
 	i := sort.Search(k, func(i int) bool { return c.sampleAt(i).at >= want })
 	if i == k {
-		i = k - 1
+		return 0, false
 	}
-	return c.sampleAt(i).pos
+	return c.sampleAt(i).pos, true
 }
 
 // Primary is the node that currently takes writes.
