@@ -100,6 +100,10 @@ type Config struct {
 
 	// Logger receives node state changes (down, back). Default: no logging.
 	Logger *slog.Logger
+
+	// Identity is the one cluster's Identity (see Cluster.Identity): only
+	// for a clone of another cluster that this process also uses.
+	Identity string
 }
 
 // Defaults for Config's durations.
@@ -191,6 +195,15 @@ type Cluster struct {
 	Replicas       []string
 	ReplicaWeights []int
 	ConnString     string
+	// Identity tells this cluster apart from another that shares its
+	// system identifier: clones of one physical backup (a restored
+	// snapshot, a replica promoted into a cluster of its own, the green
+	// side of a blue/green switch). Positions, tokens and the process-wide
+	// session are kept per system identifier, and two such clusters must
+	// not mix theirs, so Open refuses them until one has an Identity. Set
+	// it to the same value in every process that uses the cluster; leave
+	// it empty for every other cluster.
+	Identity string
 }
 
 // clusterSpec is a validated cluster: its parsed servers.
@@ -198,6 +211,7 @@ type clusterSpec struct {
 	name     string
 	nodes    []connstr.Node
 	discover bool
+	identity string
 }
 
 // clusterSpecs validates the Config and parses every cluster's servers.
@@ -210,10 +224,10 @@ func (c *Config) clusterSpecs() ([]clusterSpec, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []clusterSpec{{name: "default", nodes: nodes, discover: discover}}, nil
+		return []clusterSpec{{name: "default", nodes: nodes, discover: discover, identity: c.Identity}}, nil
 	}
-	if c.Primary != "" || len(c.Replicas) > 0 || len(c.ReplicaWeights) > 0 || c.ConnString != "" {
-		return nil, fmt.Errorf("%w: set either Clusters or Primary, Replicas and ConnString, not both", ErrConfig)
+	if c.Primary != "" || len(c.Replicas) > 0 || len(c.ReplicaWeights) > 0 || c.ConnString != "" || c.Identity != "" {
+		return nil, fmt.Errorf("%w: set either Clusters or Primary, Replicas, ConnString and Identity, not both", ErrConfig)
 	}
 	if err := c.checkDurations(); err != nil {
 		return nil, err
@@ -235,7 +249,7 @@ func (c *Config) clusterSpecs() ([]clusterSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", name, err)
 		}
-		specs = append(specs, clusterSpec{name: name, nodes: nodes, discover: discover})
+		specs = append(specs, clusterSpec{name: name, nodes: nodes, discover: discover, identity: cl.Identity})
 		all = append(all, nodes...)
 	}
 	if err := connstr.CheckDuplicates(all); err != nil {

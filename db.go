@@ -84,6 +84,7 @@ func open(ctx context.Context, specs []clusterSpec, cfg *Config) (*DB, error) {
 	var secrets []string
 	for _, cs := range specs {
 		c, s := connstr.Cluster(cs.name, cs.nodes, cs.discover)
+		c.Identity = cs.identity
 		clusters, secrets = append(clusters, c), append(secrets, s...)
 		for _, n := range cs.nodes {
 			byName[n.Name] = n.Config

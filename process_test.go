@@ -3,8 +3,9 @@ package switchyard_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
-	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,26 +184,19 @@ func TestOnePositionPerProcessConcurrently(t *testing.T) {
 	}
 }
 
-// knownBugs runs the tests of bugs found and not fixed yet (see their
-// comments); they are skipped otherwise.
-const knownBugs = "SWITCHYARD_KNOWN_BUGS"
-
 // TestForkedClustersInOneProcess: two clusters that share a system
 // identifier (here a replica promoted while its primary runs on, as a
 // clone restored from a physical backup or a storage snapshot, or the
 // green side of a blue/green switch, would) are two clusters: a read
 // through a DB of one must see what the DB wrote, whatever a DB of the
-// other did meanwhile.
-//
-// Known bug: the process-wide position is keyed by the system identifier
-// alone, so the two clusters share one position. A read through the fork
-// after a write through the original takes the fork's insert position as
-// covering that write, and the original's next read goes to a replica
-// that has replayed that far, which does not have the write.
+// other did meanwhile. Positions are kept per system identifier, so Open
+// refuses the second until an Identity tells them apart (in one DB's
+// Clusters too); with one, neither DB's reads are stale. (Without the
+// check, the two shared a position: a read through the fork after a write
+// through the original took the fork's insert position as covering the
+// write, and the original's next read went to a replica without it: 20 of
+// 20 stale.)
 func TestForkedClustersInOneProcess(t *testing.T) {
-	if os.Getenv(knownBugs) == "" {
-		t.Skip("known bug (clusters that share a system identifier share a position); set " + knownBugs + "=1 to run")
-	}
 	ctx := testCtx(t)
 	c := switchyardtest.New(t, switchyardtest.Options{Replicas: 2})
 	if err := c.Primary().Exec(ctx, "CREATE TABLE counters (id int PRIMARY KEY, v bigint NOT NULL); INSERT INTO counters VALUES (0, 0)"); err != nil {
@@ -216,7 +210,17 @@ func TestForkedClustersInOneProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := switchyardOpen(t, switchyard.Config{Primary: c.Primary().DSN(), Replicas: []string{replica.DSN()}})
-	forkDB := switchyardOpen(t, switchyard.Config{Primary: fork.DSN()})
+	_, err := switchyard.Open(ctx, switchyard.Config{Primary: fork.DSN()})
+	if !errors.Is(err, switchyard.ErrConfig) || !strings.Contains(err.Error(), "Identity") {
+		t.Fatalf("a clone of an open DB's cluster, without an Identity: %v", err)
+	}
+	_, err = switchyard.Open(ctx, switchyard.Config{
+		Clusters: []switchyard.Cluster{{Name: "blue", Primary: c.Primary().DSN()}, {Name: "green", Primary: fork.DSN()}},
+	})
+	if !errors.Is(err, switchyard.ErrConfig) || !strings.Contains(err.Error(), "Identity") {
+		t.Fatalf("two clones in one DB, without an Identity: %v", err)
+	}
+	forkDB := switchyardOpen(t, switchyard.Config{Primary: fork.DSN(), Identity: "green"})
 	// The original cluster's WAL moves past the fork's; its replica has
 	// replayed it, then stops replaying.
 	if err := c.Primary().Exec(ctx, "CREATE TABLE filler AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 20000) g"); err != nil {

@@ -64,6 +64,9 @@ type ClusterSpec struct {
 	// Discover: ask each server whether it is in recovery; the one that is
 	// not is the primary.
 	Discover bool
+	// Identity tells the cluster from others that share its system
+	// identifier (see topology.Cluster.Identity).
+	Identity string
 }
 
 // Config is what Open needs.
@@ -100,6 +103,7 @@ type Engine struct {
 	stats      counters      // what belongs to no one cluster (Atomic's retries, foreign tokens)
 	cstats     []*counters   // per cluster
 	decisions  decisionsReady
+	started    []int64        // per cluster: when its primary started, as Open found it
 	wg         sync.WaitGroup // the recovery goroutine
 
 	done      chan struct{} // closed by Close
@@ -145,6 +149,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.clusters = append(e.clusters, c)
 		e.configs = append(e.configs, cc)
 	}
+	if err := e.checkIdentity(ctx); err != nil {
+		return nil, err
+	}
 	e.latests = make([]latestFetch, len(e.clusters))
 	for range e.clusters {
 		e.cstats = append(e.cstats, new(counters))
@@ -167,6 +174,7 @@ type probe struct {
 	system      uint64
 	blockSize   uint64
 	maxPrepared int
+	started     int64 // when the server started, µs since the epoch
 	err         error
 	// poll, if polled, is the monitor's first poll, taken at Open so that
 	// a DB knows its replicas' positions from the start (the process-wide
@@ -180,7 +188,11 @@ type probe struct {
 // read-only transaction of its own so that it runs whatever the server's
 // defaults (a hot standby refuses every statement whose default isolation
 // is serializable).
-const probeSQL = "SELECT pg_is_in_recovery(), system_identifier, current_setting('wal_block_size'), current_setting('max_prepared_transactions') FROM pg_control_system()"
+const probeSQL = "SELECT pg_is_in_recovery(), system_identifier, current_setting('wal_block_size'), current_setting('max_prepared_transactions'), " + startedSQL + " FROM pg_control_system()"
+
+// startedSQL is when the server started, in microseconds: which server a
+// connection reached (see checkIdentity).
+const startedSQL = "(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8::text"
 
 const probeQuery = "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; " + probeSQL + "; COMMIT"
 
@@ -196,7 +208,7 @@ func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 	}
 	var row [][]byte
 	for _, r := range res {
-		if len(r.Rows) == 1 && len(r.Rows[0]) == 4 {
+		if len(r.Rows) == 1 && len(r.Rows[0]) == 5 {
 			row = r.Rows[0]
 		}
 	}
@@ -209,6 +221,9 @@ func (e *Engine) probe(ctx context.Context, cfg *pgconn.Config) (p probe) {
 	}
 	if err == nil {
 		p.maxPrepared, err = strconv.Atoi(string(row[3]))
+	}
+	if err == nil {
+		p.started, err = strconv.ParseInt(string(row[4]), 10, 64)
 	}
 	p.err = err
 	if err != nil {
@@ -281,6 +296,8 @@ func (e *Engine) openCluster(ctx context.Context, index int, cs ClusterSpec) (*t
 	}
 	c := topology.NewCluster(cs.Name, index, nodes)
 	c.System, c.BlockSize, c.MaxPrepared = system, probes[0].blockSize, probes[0].maxPrepared
+	c.Identity = cs.Identity
+	e.started = append(e.started, probes[0].started)
 	now := time.Now()
 	for i, p := range probes[1:] {
 		n := nodes[i+1]
@@ -319,6 +336,7 @@ func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
 		e.closed.Store(true)
 		close(e.done)
+		e.unregister()
 		for _, m := range e.monitors {
 			m.Close()
 		}

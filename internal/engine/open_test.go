@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ type server struct {
 	system     atomic.Uint64
 	pos        atomic.Uint64
 	timeline   atomic.Uint32
+	started    atomic.Int64 // when the server started (µs): which server it is
 	// fail, if set, answers every query.
 	fail atomic.Pointer[pgscript.Reply]
 }
@@ -36,9 +38,13 @@ func newServer(t *testing.T, inRecovery bool, system uint64) *server {
 	s.system.Store(system)
 	s.pos.Store(0x3000000)
 	s.timeline.Store(1)
+	s.started.Store(serversStarted.Add(1))
 	s.Server = scripted(t, s.handle)
 	return s
 }
+
+// serversStarted numbers the scripted servers' start times.
+var serversStarted atomic.Int64
 
 func (s *server) failWith(r pgscript.Reply) { s.fail.Store(&r) }
 
@@ -48,7 +54,9 @@ func (s *server) handle(q pgscript.Query) pgscript.Reply {
 	}
 	switch q.SQL {
 	case probeQuery:
-		return pgscript.Row(s.inRecovery.Load(), s.system.Load(), "8192", "10")
+		return pgscript.Row(s.inRecovery.Load(), s.system.Load(), "8192", "10", strconv.FormatInt(s.started.Load(), 10))
+	case "SELECT " + startedSQL:
+		return pgscript.Row(strconv.FormatInt(s.started.Load(), 10))
 	case topology.PollQuery:
 		tli := s.timeline.Load()
 		if s.inRecovery.Load() {
@@ -258,9 +266,10 @@ func TestOpenFailures(t *testing.T) {
 	for name, reply := range map[string]pgscript.Reply{
 		"no row":                        pgscript.Rows(pgscript.TextColumns("a", "b", "c")),
 		"two columns":                   pgscript.Row("f", "1"),
-		"bad system":                    pgscript.Row("f", "x", "8192", "10"),
-		"bad block size":                pgscript.Row("f", "1", "x", "10"),
-		"bad max_prepared_transactions": pgscript.Row("f", "1", "8192", "x"),
+		"bad system":                    pgscript.Row("f", "x", "8192", "10", "1"),
+		"bad block size":                pgscript.Row("f", "1", "x", "10", "1"),
+		"bad max_prepared_transactions": pgscript.Row("f", "1", "8192", "x", "1"),
+		"bad start time":                pgscript.Row("f", "1", "8192", "10", "x"),
 	} {
 		bad.failWith(reply)
 		if _, err := open(t, one(bad)); !errors.Is(err, ErrUnreachable) {
@@ -336,5 +345,52 @@ func TestStartAndClose(t *testing.T) {
 	eventually(t, "no monitor goroutine after Close", func() bool { return goroutinesIn("topology.(*Monitor)") == before })
 	for _, s := range []*server{p, r1, r2} {
 		eventually(t, "the monitor's connections to close", func() bool { return s.Open() == 0 })
+	}
+}
+
+// TestOpenClonesNeedAnIdentity: clusters that share a system identifier
+// (clones of one physical backup) must not mix their positions. Two in
+// one engine are refused, and so is one whose primary is another server
+// than an open engine's cluster with the same identifier, unless Identity
+// tells them apart; the same server opened twice is the same cluster, and
+// a closed engine's clusters are forgotten.
+func TestOpenClonesNeedAnIdentity(t *testing.T) {
+	const sys = 7_000_000_000_000_000_077
+	a, b := newServer(t, false, sys), newServer(t, false, sys)
+	one := func(name string, s *server, identity string) ClusterSpec {
+		return ClusterSpec{Name: name, Nodes: specs(t, s), Identity: identity}
+	}
+	_, err := open(t, Config{Clusters: []ClusterSpec{one("a", a, ""), one("b", b, "")}})
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Identity") || !strings.Contains(err.Error(), "clusters a and b") {
+		t.Fatalf("two clones in one engine: %v", err)
+	}
+	e, err := open(t, Config{Clusters: []ClusterSpec{one("a", a, ""), one("b", b, "green")}})
+	if err != nil {
+		t.Fatalf("two clones told apart: %v", err)
+	}
+	if ka, kb := e.Clusters()[0].Key(), e.Clusters()[1].Key(); ka == kb || ka != topology.SystemKey(sys) {
+		t.Fatalf("keys %x and %x", ka, kb)
+	}
+	e.Close()
+
+	first, err := open(t, Config{Clusters: []ClusterSpec{one("default", a, "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := open(t, Config{Clusters: []ClusterSpec{one("default", a, "")}})
+	if err != nil {
+		t.Fatalf("the same server in a second engine: %v", err)
+	}
+	_, err = open(t, Config{Clusters: []ClusterSpec{one("default", b, "")}})
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "different servers") || !strings.Contains(err.Error(), "Identity") {
+		t.Errorf("a clone in a second engine: %v", err)
+	}
+	if _, err := open(t, Config{Clusters: []ClusterSpec{one("default", b, "green")}}); err != nil {
+		t.Errorf("a clone with an Identity in a second engine: %v", err)
+	}
+	first.Close()
+	second.Close()
+	if _, err := open(t, Config{Clusters: []ClusterSpec{one("default", b, "")}}); err != nil {
+		t.Errorf("a clone once the other engine closed: %v", err)
 	}
 }

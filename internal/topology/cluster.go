@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -24,6 +25,9 @@ type Cluster struct {
 	// System is the cluster's system identifier (pg_control_system()),
 	// which its replicas share and other clusters do not.
 	System uint64
+	// Identity tells this cluster from others that share its system
+	// identifier (clones of one physical backup); empty for the rest.
+	Identity string
 	// BlockSize is the WAL block size (wal_block_size), to keep a primary's
 	// polled insert position out of a page header (see
 	// lsn.RoundDownPageHeader). Zero leaves positions as polled.
@@ -102,10 +106,17 @@ func NewCluster(name string, index int, nodes []*Node) *Cluster {
 	return c
 }
 
-// Key is the 32-bit hash of the system identifier that session tokens
-// carry: enough to tell one cluster's positions from another's. It is
-// never 0, which stands for "no cluster".
-func (c *Cluster) Key() uint32 { return SystemKey(c.System) }
+// Key is the 32-bit hash of the system identifier (and Identity, if set)
+// that session tokens carry: enough to tell one cluster's positions from
+// another's. It is never 0, which stands for "no cluster".
+func (c *Cluster) Key() uint32 {
+	if c.Identity == "" {
+		return SystemKey(c.System)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(c.Identity))
+	return SystemKey(c.System ^ h.Sum64())
+}
 
 // SystemKey folds a 64-bit system identifier into a cluster key.
 func SystemKey(id uint64) uint32 {
