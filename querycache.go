@@ -119,6 +119,8 @@ type cacheEntry struct {
 	size   int
 	inline [4][]byte // values, for a small result
 
+	inlineFields [2]pgconn.FieldDescription // fields, for a narrow one
+
 	prev, next *cacheEntry
 }
 
@@ -441,8 +443,9 @@ type capture struct {
 	gen   uint64
 	limit int // bytes of row data it may hold
 
-	fields []pgconn.FieldDescription
-	data   []byte
+	fields   []pgconn.FieldDescription // nil until described
+	fieldBuf []pgconn.FieldDescription // reused
+	data     []byte
 	spans  []int32 // per value: start and length in data; length -1 is NULL
 	failed bool    // too big, or of a type decoded in a way of the connection's own
 	done   bool    // the result was read to its end
@@ -459,11 +462,11 @@ func (c *capture) reset() {
 
 // release gives c back for reuse, dropping buffers grown large.
 func (c *capture) release() {
-	key, data, spans := c.key[:0], c.data[:0], c.spans[:0]
-	if cap(data) > 64<<10 || cap(spans) > 16<<10 || cap(key) > 16<<10 {
-		key, data, spans = nil, nil, nil
+	key, data, spans, fields := c.key[:0], c.data[:0], c.spans[:0], c.fieldBuf[:0]
+	if cap(data) > 64<<10 || cap(spans) > 16<<10 || cap(key) > 16<<10 || cap(fields) > 64 {
+		key, data, spans, fields = nil, nil, nil, nil
 	}
-	*c = capture{key: key, data: data, spans: spans}
+	*c = capture{key: key, data: data, spans: spans, fieldBuf: fields}
 	captures.Put(c)
 }
 
@@ -486,10 +489,10 @@ func (c *capture) describe(rs pgx.Rows) {
 			}
 		}
 	}
-	c.fields = slices.Clone(fields)
-	if c.fields == nil {
-		c.fields = []pgconn.FieldDescription{}
-	}
+	// Copied into c's own buffer, reused: the connection may reuse the
+	// slice it gave for its next result.
+	c.fields = append(c.fieldBuf[:0], fields...)
+	c.fieldBuf = c.fields
 }
 
 // row copies the current row of rs.
@@ -525,7 +528,12 @@ func (c *capture) keep(rs pgx.Rows, seen engine.Seen) {
 	arena := make([]byte, len(c.key)+len(c.data))
 	copy(arena, c.key)
 	copy(arena[len(c.key):], c.data)
-	e := &cacheEntry{key: unsafe.String(unsafe.SliceData(arena), len(c.key)), fields: c.fields, tag: rs.CommandTag(), seen: seen}
+	e := &cacheEntry{key: unsafe.String(unsafe.SliceData(arena), len(c.key)), tag: rs.CommandTag(), seen: seen}
+	if len(c.fields) <= len(e.inlineFields) {
+		e.fields = append(e.inlineFields[:0:len(e.inlineFields)], c.fields...)
+	} else {
+		e.fields = slices.Clone(c.fields)
+	}
 	if n := len(c.spans) / 2; n > 0 {
 		data := arena[len(c.key):]
 		if n <= len(e.inline) {
