@@ -446,9 +446,9 @@ type capture struct {
 	fields   []pgconn.FieldDescription // nil until described
 	fieldBuf []pgconn.FieldDescription // reused
 	data     []byte
-	spans  []int32 // per value: start and length in data; length -1 is NULL
-	failed bool    // too big, or of a type decoded in a way of the connection's own
-	done   bool    // the result was read to its end
+	spans    []int32 // per value: start and length in data; length -1 is NULL
+	failed   bool    // too big, or of a type decoded in a way of the connection's own
+	done     bool    // the result was read to its end
 }
 
 // captures are reused, with their buffers: a miss then allocates only
