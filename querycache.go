@@ -61,13 +61,14 @@ const (
 //     session has seen since: its session wrote (through any context) or
 //     its position moved past what the read saw, or, for an explicit
 //     session (WithSession, a token), it read again since from a server
-//     that may have seen more.
+//     that may have seen more. A MaxStaleness(d) read gets a result only
+//     while it holds everything committed more than d before.
 //   - Reads that call volatile functions (random(), clock_timestamp(),
 //     nextval, the application's own, as pg_proc says, read once per DB),
 //     read views that do, or read relations the catalog did not list when
 //     it was read (temporary tables, foreign tables, system catalogs),
 //     reads with locking clauses, TABLESAMPLE or several statements, Latest
-//     and Primary reads, reads inside transactions and on a Conn, and reads
+//     reads (Config.Latest too) and Primary reads, reads inside transactions and on a Conn, and reads
 //     whose arguments are not plain values (see below) are never cached.
 //   - Entries, bytes and the size of a result kept are bounded (see
 //     QueryCacheLimits); a result with a column whose type the
@@ -269,7 +270,7 @@ func (db *DB) cachedQuery(ctx context.Context, qc *queryCache, sql string, args 
 	c := captures.Get().(*capture)
 	var ok bool
 	c.key, ok = db.cacheKey(c.key[:0], at.cluster, sql, args)
-	if !ok || o != nil && (o.Primary || o.Latest) || !db.cacheableRead(ctx, at.cluster, st) {
+	if !ok || o != nil && o.Primary || db.wantsLatest(o) || !db.cacheableRead(ctx, at.cluster, st) {
 		c.release()
 		db.qcStats.skipped.Add(1)
 		r, err := db.query(ctx, sql, args, nil, at.cluster)

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"github.com/switchyard-db/switchyard/internal/lsn"
 	"github.com/switchyard-db/switchyard/internal/topology"
 )
@@ -55,13 +57,23 @@ func (p *Plan) Seen() Seen {
 // on with the session's writes, with tokens, and when a pin resolves into
 // the pinned replica's polled position, so on a cluster that takes writes
 // a result stays current for about a monitor interval after the
-// session's last other read.
+// session's last other read. A read with MaxStaleness also needs the
+// result to hold everything the primary had MaxStaleness ago, as a replica
+// picked for it now would.
 func (e *Engine) SeenIsCurrent(o *Options, s Seen) bool {
 	if o == nil {
 		o = &noOptions
 	}
 	if o.Primary || o.Latest {
 		return false
+	}
+	if o.MaxStaleness > 0 {
+		// Everything committed more than MaxStaleness ago must be in it,
+		// as in a replica PlanRead would pick now.
+		min, ok := s.Cluster.PrimaryPositionSince(time.Now().Add(-o.MaxStaleness))
+		if !ok || s.Floor < min {
+			return false
+		}
 	}
 	sess := e.session(o)
 	key := s.Cluster.Key()
