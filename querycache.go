@@ -444,12 +444,13 @@ type capture struct {
 	gen   uint64
 	limit int // bytes of row data it may hold
 
-	fields   []pgconn.FieldDescription // nil until described
-	fieldBuf []pgconn.FieldDescription // reused
-	data     []byte
-	spans    []int32 // per value: start and length in data; length -1 is NULL
-	failed   bool    // too big, or of a type decoded in a way of the connection's own
-	done     bool    // the result was read to its end
+	fields    []pgconn.FieldDescription // the result's columns, once described
+	fieldBuf  []pgconn.FieldDescription // reused
+	described bool                      // fields are set (a result may have none)
+	data      []byte
+	spans     []int32 // per value: start and length in data; length -1 is NULL
+	failed    bool    // too big, or of a type decoded in a way of the connection's own
+	done      bool    // the result was read to its end
 }
 
 // captures are reused, with their buffers: a miss then allocates only
@@ -458,7 +459,7 @@ var captures = sync.Pool{New: func() any { return new(capture) }}
 
 // reset drops what an attempt that failed had copied.
 func (c *capture) reset() {
-	c.fields, c.data, c.spans, c.failed, c.done = nil, c.data[:0], c.spans[:0], false, false
+	c.fields, c.data, c.spans, c.failed, c.done, c.described = nil, c.data[:0], c.spans[:0], false, false, false
 }
 
 // release gives c back for reuse, dropping buffers grown large.
@@ -474,11 +475,14 @@ func (c *capture) release() {
 // describe notes the result's columns, once: a column whose type the
 // connection decodes with a codec other than pgx's default (one
 // registered in AfterConnect) cannot be decoded the same way later, so
-// such a result is not kept.
+// such a result is not kept. It must be called while the result's
+// connection is still the read's (pgx keeps a result's columns in the
+// connection).
 func (c *capture) describe(rs pgx.Rows) {
-	if c.fields != nil || c.failed {
+	if c.described || c.failed {
 		return
 	}
+	c.described = true
 	fields := rs.FieldDescriptions()
 	if m := rs.TypeMap(); m != nil {
 		for _, f := range fields {
@@ -515,9 +519,9 @@ func (c *capture) row(rs pgx.Rows) {
 	}
 }
 
-// keep puts the result in the cache, if it was read whole.
+// keep puts the result in the cache, if it was read whole. The rows
+// were described (see describe) before their connection went back.
 func (c *capture) keep(rs pgx.Rows, seen engine.Seen) {
-	c.describe(rs)
 	// A read that took its session's position along (the first after a
 	// write) is already older than that position says: not worth keeping.
 	if c.failed || !c.done || !c.db.engine.SeenIsCurrent(c.opts, seen) {

@@ -2,8 +2,11 @@ package switchyard_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard"
 )
@@ -63,4 +66,55 @@ func TestQueryCacheKeepsTheScopesPromise(t *testing.T) {
 				bound, time.Since(written).Round(time.Millisecond), v, got)
 		}
 	})
+}
+
+// TestQueryCacheZeroColumns: a result without columns is kept without
+// touching its connection once that has gone back to the pool, where
+// another query is using it (the race detector caught the capture
+// describing it there).
+func TestQueryCacheZeroColumns(t *testing.T) {
+	ctx := testCtx(t)
+	c := laggingLab(t, 1, 0)
+	db := openDB(t, c, func(cfg *switchyard.Config) {
+		cfg.ConfigurePool = func(p *pgxpool.Config) { p.MaxConns = 1 }
+	})
+	waitCaughtUp(t, c, db)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var v int64
+			if err := db.QueryRow(ctx, "SELECT v FROM counters WHERE id = 0").Scan(&v); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 200 {
+		qctx := switchyard.WithQueryCache(ctx)
+		rows, err := db.Query(qctx, "SELECT FROM counters WHERE id = 0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || n != 1 {
+			t.Fatalf("%d rows, %v", n, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if db.Stats().QueryCache.Misses == 0 {
+		t.Error("no read went through the query cache")
+	}
 }
