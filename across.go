@@ -183,13 +183,18 @@ func (a *acrossTx) Rollback(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	a.finished = true
+	defer a.ended()
+	return a.rollback(ctx)
+}
+
+// rollback rolls every part back.
+func (a *acrossTx) rollback(ctx context.Context) error {
 	var errs []error
 	for _, p := range a.parts {
 		if err := p.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
 			errs = append(errs, err)
 		}
 	}
-	a.ended()
 	return errors.Join(errs...)
 }
 
@@ -198,6 +203,7 @@ func (a *acrossTx) Commit(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	a.finished = true
+	defer a.ended()
 	var begun []*tx
 	for _, p := range a.parts {
 		if p.Tx != nil {
@@ -215,8 +221,7 @@ func (a *acrossTx) Commit(ctx context.Context) error {
 		pg := p.conn.Conn().PgConn()
 		if pg.TxStatus() == 'E' {
 			// A statement failed: the whole block would be rolled back.
-			a.finished = false
-			a.Rollback(ctx)
+			a.rollback(ctx)
 			return pgx.ErrTxCommitRollback
 		}
 		parts[i] = &engine.Part{Plan: &p.plan, Conn: pg, Wrote: p.wroteSQL && p.opts.AccessMode != pgx.ReadOnly}
@@ -232,7 +237,6 @@ func (a *acrossTx) Commit(ctx context.Context) error {
 	for _, p := range begun {
 		p.finish(err)
 	}
-	a.ended()
 	if err != nil && len(begun) > 1 {
 		err = fmt.Errorf("switchyard: commit across clusters %s: %w", clusterNames(begun), err)
 	}
@@ -245,7 +249,8 @@ func (a *acrossTx) statementsReset() {
 	}
 }
 
-// ended empties the block's query cache, if any, as any write's end does.
+// ended empties the block's query cache, if any, as any write's end does
+// (Commit and Rollback, whatever the number of parts).
 func (a *acrossTx) ended() {
 	if a.opts.AccessMode != pgx.ReadOnly {
 		a.db.wrote(a.ctx)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard-db/switchyard"
@@ -116,5 +117,31 @@ func TestQueryCacheZeroColumns(t *testing.T) {
 	wg.Wait()
 	if db.Stats().QueryCache.Misses == 0 {
 		t.Error("no read went through the query cache")
+	}
+}
+
+// TestQueryCacheEmptiedWhenAtomicEnds: the end of an Atomic block that
+// wrote empties its context's query cache, as its start does, across
+// clusters as on one: a result kept meanwhile (by a read of another
+// session sharing the cache) predates the block's commit.
+func TestQueryCacheEmptiedWhenAtomicEnds(t *testing.T) {
+	ctx := testCtx(t)
+	c := laggingLab(t, 1, 0)
+	db := openDB(t, c)
+	for _, opts := range [][]switchyard.TxOption{nil, {switchyard.AcrossClusters()}} {
+		qctx := switchyard.WithQueryCache(ctx)
+		err := db.Atomic(qctx, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(qctx, "UPDATE counters SET v = v + 1 WHERE id = 0"); err != nil {
+				return err
+			}
+			var v int64
+			return db.QueryRow(switchyard.WithSession(qctx), "SELECT v FROM counters WHERE id = 0").Scan(&v)
+		}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entries, _ := switchyard.QueryCacheUsage(qctx); entries != 0 {
+			t.Errorf("Atomic with %d options: %d entries in the cache after the block committed, want 0", len(opts), entries)
+		}
 	}
 }
