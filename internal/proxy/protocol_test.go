@@ -214,7 +214,7 @@ const scriptStarted = "1700000000.5"
 func (sp *scriptedPrimary) handle(q pgscript.Query) pgscript.Reply {
 	switch sql := q.SQL; {
 	case strings.Contains(sql, "pg_control_system()"): // the engine's probe
-		return pgscript.Row(false, uint64(7_000_000_000_000_000_042), "8192", "0")
+		return pgscript.Row(false, uint64(7_000_000_000_000_000_042), "8192", "0", "1700000000500000")
 	case sql == topology.PollQuery:
 		return pgscript.Row(false, "0/3000000", 1, "read committed", nil, false)
 	case strings.Contains(sql, "pg_current_xact_id_if_assigned"): // sent with COMMIT
