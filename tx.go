@@ -118,6 +118,9 @@ var _ pgx.Tx = (*tx)(nil)
 // writes, and so does the position. Without it the session would stay
 // dirty for as long as it only used read-only transactions.
 func (t *tx) begin(ctx context.Context, conn *pgxpool.Conn, opts pgx.TxOptions) error {
+	if err := settleFirst(ctx, &t.plan, conn.Conn()); err != nil {
+		return err
+	}
 	inner, err := conn.Conn().BeginTx(ctx, opts)
 	if err != nil {
 		return err
@@ -133,6 +136,18 @@ func (t *tx) begin(ctx context.Context, conn *pgxpool.Conn, opts pgx.TxOptions) 
 	t.Tx, t.conn = inner, conn
 	t.route, _ = ctx.Value(routeKey{}).(*Route)
 	return nil
+}
+
+// settleFirst runs the settle a read-only transaction's plan may carry
+// (engine.BeforeSettle: it begins on the primary after its session read
+// from a replica) ahead of BEGIN, in a round trip of its own: inside the
+// transaction the settle's own statement would take the snapshot, before
+// it has waited.
+func settleFirst(ctx context.Context, p *engine.Plan, conn *pgx.Conn) error {
+	if p.Before != engine.BeforeSettle {
+		return nil
+	}
+	return conn.PgConn().Exec(ctx, engine.SettleSQL).Close()
 }
 
 func (t *tx) Commit(ctx context.Context) error {

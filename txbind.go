@@ -68,6 +68,10 @@ func (t *tx) bind(ctx context.Context, c *topology.Cluster, queue func(*pgx.Batc
 			return err
 		}
 		tctx := db.traced(ctx, p)
+		if err := settleFirst(tctx, p, conn.Conn()); err != nil {
+			conn.Release()
+			return err
+		}
 		b := &pgx.Batch{}
 		b.BeginTx(t.opts)
 		capture := p.After == engine.AfterCapture

@@ -329,7 +329,9 @@ func (e *Engine) planTx(ctx context.Context, p *Plan, o *Options, c *topology.Cl
 	default:
 		// The plan may carry a capture (a dirty session beginning on the
 		// primary): the front runs it as the transaction's first
-		// statement, whose snapshot covers the session's writes.
+		// statement, whose snapshot covers the session's writes; and a
+		// settle (the session read from a replica since), which the front
+		// runs ahead of BEGIN, before the snapshot is taken.
 		p.Policy = PolicyRead
 		p.plain = true
 		e.route(ctx, p)
