@@ -335,7 +335,10 @@ func (e *Engine) planTx(ctx context.Context, p *Plan, o *Options, c *topology.Cl
 		p.Policy = PolicyRead
 		p.plain = true
 		e.route(ctx, p)
-		if p.Node.IsPrimary() && p.pos.dirty() {
+		// On the primary, a session that read from a replica settles
+		// first, as a read there does, whether it wrote or not (pinned to
+		// a replica that is not fresh enough, or none healthy).
+		if p.Node.IsPrimary() && (p.pos.dirty() || p.pos.explicit && p.pos.sawReplica.Load()) {
 			p.plain = false
 			e.toPrimary(p, p.Reason)
 		}

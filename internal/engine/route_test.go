@@ -650,3 +650,26 @@ func TestPinYieldsToTheProcessPosition(t *testing.T) {
 		t.Errorf("a replica at 600: read on %v", p.Node)
 	}
 }
+
+// TestReadOnlyTxSettlesOnThePrimary: a read-only transaction of a session
+// that read from a replica and then begins on the primary (its replica
+// down, say) settles first and takes the position along, as a read does,
+// though the session wrote nothing: its snapshot must not miss a commit
+// the replica already showed it.
+func TestReadOnlyTxSettlesOnThePrimary(t *testing.T) {
+	e := newEngine(t, 1, Config{})
+	s := NewSession()
+	o := &Options{Session: s}
+	at(replica(e, 1), 100, time.Now().Add(-time.Second))
+	first := read(e, o)
+	first.Begin()
+	first.Served()
+	first.Finish(nil)
+	if !s.position(cluster(e).Key()).sawReplica.Load() {
+		t.Fatal("the read did not mark the session")
+	}
+	replica(e, 1).MarkDown(time.Now())
+	var p Plan
+	e.PlanTx(ctxT(t), &p, o, cluster(e), true, false)
+	want(t, &p, primary(e), ReasonNotFresh, BeforeSettle, AfterCapture)
+}
