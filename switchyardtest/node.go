@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/switchyard-db/switchyard/internal/childproc"
 	"github.com/switchyard-db/switchyard/internal/lsn"
 )
 
@@ -194,8 +195,8 @@ func (n *Node) launch(ctx context.Context) error {
 	cmd := exec.Command(filepath.Join(n.cluster.bin, "postgres"), "-D", n.dataDir, "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = n.dataDir
-	cmd.SysProcAttr = procAttr(n.cluster.acct.cred)
-	if err := startProcess(cmd); err != nil {
+	cmd.SysProcAttr = childproc.Attr(n.cluster.acct.Cred)
+	if err := childproc.Start(cmd); err != nil {
 		n.mu.Unlock()
 		logf.Close()
 		return fmt.Errorf("switchyardtest: start %s: %w", n.name, err)

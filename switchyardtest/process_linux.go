@@ -3,24 +3,11 @@ package switchyardtest
 import (
 	"bytes"
 	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
-
-// procAttr puts a server in its own process group (so a terminal's Ctrl-C
-// reaches the lab, which stops the servers in order, and so the whole group
-// can be killed at once) and has the kernel kill it if the process that
-// started it dies, so a lab killed with its test binary leaves no server
-// running.
-func procAttr(cred *syscall.Credential) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
-}
 
 // removeSharedMemory deletes the System V shared memory segment a server
 // killed without a clean shutdown leaves behind (PostgreSQL removes it
@@ -35,35 +22,6 @@ func removeSharedMemory(key, id int) {
 	if int(ds.Perm.Key) == key && ds.Nattch == 0 {
 		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 	}
-}
-
-// The kernel sends the parent-death signal when the *thread* that started
-// the child exits, not the process, and the Go runtime may end threads.
-// So every server is started from one goroutine locked to its thread for
-// the life of the process.
-var (
-	spawnOnce sync.Once
-	spawns    chan spawn
-)
-
-type spawn struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func startProcess(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawns = make(chan spawn)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
-			for s := range spawns {
-				s.done <- s.cmd.Start()
-			}
-		}()
-	})
-	s := spawn{cmd: cmd, done: make(chan error, 1)}
-	spawns <- s
-	return <-s.done
 }
 
 // children lists the processes whose parent is pid, from /proc.

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+
+	"github.com/switchyard-db/switchyard/internal/childproc"
 )
 
 // templateFormat changes whenever the initdb options below change, so that a
@@ -67,7 +69,7 @@ func buildTemplate(key templateKey, acct account) (string, error) {
 	cmd := exec.Command(filepath.Join(bin, "initdb"),
 		"--pgdata", data, "--username", "postgres", "--auth", "trust",
 		"--encoding", key.encoding, "--locale", key.locale, "--no-sync", "--no-instructions", "--wal-segsize", "1")
-	cmd.SysProcAttr = procAttr(acct.cred)
+	cmd.SysProcAttr = childproc.Attr(acct.Cred)
 	cmd.Dir = build
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("switchyardtest: initdb --encoding %s --locale %s: %w\n%s", key.encoding, key.locale, err, out)
@@ -161,8 +163,8 @@ func copyTree(src, dst string, acct account) error {
 		default:
 			return errors.New("switchyardtest: unexpected file type in template: " + p)
 		}
-		if err == nil && acct.cred != nil {
-			err = os.Lchown(target, int(acct.cred.Uid), int(acct.cred.Gid))
+		if err == nil && acct.Cred != nil {
+			err = os.Lchown(target, int(acct.Cred.Uid), int(acct.Cred.Gid))
 		}
 		return err
 	})

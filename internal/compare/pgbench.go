@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/switchyard-db/switchyard/internal/childproc"
 )
 
 // A Workload is one of pgbench's built-in scripts in one query mode.
@@ -101,13 +103,13 @@ func runBench(ctx context.Context, b benchSpec, w Workload, s server, name strin
 	cmd.Env = append(os.Environ(), "PGSSLMODE=disable", "PGGSSENCMODE=disable")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = procAttr(nil)
+	cmd.SysProcAttr = childproc.Attr(nil)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var before time.Duration
 	if cpu != nil {
 		before = cpu()
 	}
-	if err := spawn(cmd); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return BenchRun{}, fmt.Errorf("compare: running pgbench (%s): %w", b.bin, err)
 	}
 	werr := cmd.Wait()

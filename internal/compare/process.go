@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/switchyard-db/switchyard/internal/childproc"
 )
 
 // The proxies comparison starts programs (pgbouncer, pgpool-II, switchyard
@@ -33,39 +33,18 @@ const (
 // to run as root, and PostgreSQL's tools are meant to run as the postgres
 // user, so run as root, the comparison runs them as "postgres" (as
 // switchyardtest does the servers).
-type account struct {
-	cred *syscall.Credential // nil: run as ourselves
-}
+type account struct{ childproc.Account }
 
 func toolAccount() (account, error) {
-	if os.Geteuid() != 0 {
-		return account{}, nil
-	}
-	u, err := user.Lookup("postgres")
+	a, err := childproc.Postgres()
 	if err != nil {
-		return account{}, fmt.Errorf("compare: running as root, the comparison runs pgbouncer and pgpool-II as the \"postgres\" user, "+
-			"which does not exist here (install PostgreSQL's server package, which creates it, or run as another user): %w", err)
+		return account{}, fmt.Errorf("compare: the comparison runs pgbouncer and pgpool-II as the \"postgres\" user, which is missing (install PostgreSQL's server package, which creates it, or run as another user): %w", err)
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return account{}, fmt.Errorf("compare: user postgres has uid %q, gid %q: %w", u.Uid, u.Gid, err)
-	}
-	return account{cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}}, nil
+	return account{a}, nil
 }
 
 // own gives path and everything under it to the account.
-func (a account) own(path string) error {
-	if a.cred == nil {
-		return nil
-	}
-	return filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, int(a.cred.Uid), int(a.cred.Gid))
-	})
-}
+func (a account) own(path string) error { return a.Own(path) }
 
 // workDir is a private directory for the tools' configurations, sockets
 // and logs, removed by close.
@@ -180,8 +159,8 @@ func startProc(w *workDir, name string, cmd *exec.Cmd, acct account, stopSig sys
 	}
 	defer logf.Close() // the child has its own descriptor
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = procAttr(acct.cred)
-	if err := spawn(cmd); err != nil {
+	cmd.SysProcAttr = childproc.Attr(acct.Cred)
+	if err := childproc.Start(cmd); err != nil {
 		return nil, fmt.Errorf("compare: starting %s (%s): %w", name, cmd.Path, err)
 	}
 	p := &proc{name: name, cmd: cmd, pgid: cmd.Process.Pid, stopSig: stopSig, logPath: logPath, done: make(chan struct{})}

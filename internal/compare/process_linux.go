@@ -2,53 +2,13 @@ package compare
 
 import (
 	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// procAttr puts a program in a process group of its own (so a terminal's
-// Ctrl-C reaches only the comparison, which stops it in order, and so the
-// whole group can be killed), runs it as cred, and has the kernel kill it
-// if the comparison dies.
-func procAttr(cred *syscall.Credential) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
-}
-
-// The kernel sends the parent-death signal when the thread that started
-// the child exits, not the process, and the Go runtime may end threads: so
-// every program is started from one goroutine locked to its thread for the
-// life of the process.
-var (
-	spawnOnce sync.Once
-	spawns    chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawns = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
-			for s := range spawns {
-				s.done <- s.cmd.Start()
-			}
-		}()
-	})
-	s := spawnReq{cmd: cmd, done: make(chan error, 1)}
-	spawns <- s
-	return <-s.done
-}
 
 // procStat is what /proc/PID/stat says of a process.
 type procStat struct {

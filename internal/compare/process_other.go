@@ -4,19 +4,9 @@ package compare
 
 import (
 	"errors"
-	"os/exec"
 	"syscall"
 	"time"
 )
-
-// procAttr puts a program in a process group of its own and runs it as
-// cred. Outside Linux there is no parent-death signal; the sweep at the
-// next start covers a comparison that was killed.
-func procAttr(cred *syscall.Credential) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-}
-
-func spawn(cmd *exec.Cmd) error { return cmd.Start() }
 
 // groupCPU is unknown outside Linux.
 func groupCPU(pgid int) time.Duration { return 0 }

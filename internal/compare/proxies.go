@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/switchyard-db/switchyard/internal/childproc"
 )
 
 // The proxies comparison (RunProxies) puts four arms side by side on one
@@ -352,7 +354,7 @@ func versionOf(bin, flag string) string {
 func benchInit(ctx context.Context, bin string, primary server) error {
 	cmd := exec.CommandContext(ctx, bin, "-i", "-q", "-h", primary.host, "-p", strconv.Itoa(primary.port), "-U", "postgres", "postgres")
 	cmd.Env = append(os.Environ(), "PGSSLMODE=disable", "PGGSSENCMODE=disable")
-	cmd.SysProcAttr = procAttr(nil)
+	cmd.SysProcAttr = childproc.Attr(nil)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
 	if err != nil {
