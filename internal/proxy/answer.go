@@ -59,10 +59,10 @@ func (s *session) knownParses(r *round) bool {
 	if r.query != nil || len(r.msgs) < 2 {
 		return false
 	}
-	for _, m := range r.msgs {
-		switch m := m.(type) {
+	for i, m := range r.msgs {
+		switch m.(type) {
 		case *pgproto3.Parse:
-			if !s.pools.wasParsed(statementKey(m.Query, m.ParameterOIDs)) {
+			if !s.pools.wasParsed(r.pst[i].key) {
 				return false
 			}
 		case *pgproto3.Sync, *pgproto3.Flush:
@@ -78,22 +78,15 @@ func (s *session) knownParses(r *round) bool {
 // same servers). Such statements never reach a server; they must come
 // alone in their round trip.
 func (s *session) answerToken(ctx context.Context, r *round) bool {
-	texts := r.texts(s)
-	tokens := 0
-	for _, t := range texts {
-		if tokenShow.MatchString(t) || tokenSet.MatchString(t) {
-			tokens++
-		}
-	}
 	switch {
-	case tokens == 0:
+	case r.tokens == 0:
 		return false
-	case tokens < len(texts):
+	case r.tokens < r.texts:
 		s.answerAll(r, "", s.status(), &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "0A000",
 			Message: "switchyard proxy: SHOW and SET of switchyard.token must come alone in their round trip"})
 		return true
 	}
-	show := tokenShow.MatchString(texts[0])
+	show := tokenShow.MatchString(r.text0)
 	desc := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
 		Name: []byte("switchyard.token"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1,
 	}}}
@@ -126,34 +119,35 @@ func (s *session) answerToken(ctx context.Context, r *round) bool {
 	return true
 }
 
-// texts are the SQL texts r parses, describes or runs.
-func (r *round) texts(s *session) []string {
-	var texts []string
-	for _, m := range r.msgs {
-		switch m := m.(type) {
-		case *pgproto3.Query:
-			texts = append(texts, m.String)
-		case *pgproto3.Parse:
-			texts = append(texts, m.Query)
-		case *pgproto3.Bind:
-			if st := s.statement(m.PreparedStatement); st != nil {
-				texts = append(texts, st.sql)
-			}
-		case *pgproto3.Describe:
-			if st := s.statement(m.Name); m.ObjectType == 'S' && st != nil {
-				texts = append(texts, st.sql)
-			}
-		}
-	}
-	return texts
-}
-
 // The proxy's own setting, answered by the proxy and never sent to a
 // server.
 var (
 	tokenShow = regexp.MustCompile(`(?is)^\s*show\s+"?switchyard"?\s*\.\s*"?token"?\s*;?\s*$`)
 	tokenSet  = regexp.MustCompile(`(?is)^\s*set\s+(?:session\s+)?"?switchyard"?\s*\.\s*"?token"?\s*(?:=|\s+to\s+)\s*'((?:[^']|'')*)'\s*;?\s*$`)
 )
+
+// isToken reports whether sql is a SHOW or SET of switchyard.token. Only a
+// text that starts with SHOW or SET is matched against them.
+func isToken(sql string) bool {
+	i := 0
+	for i < len(sql) && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r' || sql[i] == '\f') {
+		i++
+	}
+	if len(sql)-i < 3 {
+		return false
+	}
+	switch sql[i] | 0x20 {
+	case 's':
+	default:
+		return false
+	}
+	switch w := sql[i+1] | 0x20; {
+	case w == 'h', w == 'e':
+	default:
+		return false
+	}
+	return tokenShow.MatchString(sql) || tokenSet.MatchString(sql)
+}
 
 // sqlOfRun is the text of the round trip's only statement.
 func (r *round) sqlOfRun() string { return r.runSQL[0] }
@@ -205,7 +199,7 @@ func (s *session) answer(r *round, tag string, status byte, fail *pgproto3.Error
 		return
 	}
 	skipping := false
-	for _, m := range r.msgs {
+	for i, m := range r.msgs {
 		if _, ok := m.(*pgproto3.Sync); ok {
 			s.send(&pgproto3.ReadyForQuery{TxStatus: status})
 			s.lastState = status
@@ -217,7 +211,7 @@ func (s *session) answer(r *round, tag string, status byte, fail *pgproto3.Error
 		}
 		switch m := m.(type) {
 		case *pgproto3.Parse:
-			s.define(m.Name, m.Query, m.ParameterOIDs)
+			s.define(m.Name, r.pst[i])
 			s.send(&pgproto3.ParseComplete{})
 		case *pgproto3.Bind:
 			s.send(&pgproto3.BindComplete{})

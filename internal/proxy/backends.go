@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"hash/fnv"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ const maxParsed = 10_000
 
 // markParsed records that a server accepted statement key k.
 func (lp *loginPools) markParsed(k string) {
+	if lp.wasParsed(k) {
+		return
+	}
 	if _, loaded := lp.parsed.LoadOrStore(k, struct{}{}); !loaded && lp.nparsed.Add(1) > maxParsed {
 		lp.parsed.Clear()
 		lp.nparsed.Store(0)
@@ -117,6 +121,22 @@ func (ps *pools) forLogin(l *login) (*loginPools, error) {
 		// A connection goes back to the pool only idle and clean; the
 		// proxy rolls back and discards what it must first.
 		cfg.AfterRelease = func(c *pgx.Conn) bool { return c.PgConn().TxStatus() == 'I' }
+		// The proxy's round trips wait for the server's answer before
+		// reading it (serverConn).
+		if next := cfg.ConnConfig.AfterNetConnect; next != nil {
+			cfg.ConnConfig.AfterNetConnect = func(ctx context.Context, c *pgconn.Config, conn net.Conn) (net.Conn, error) {
+				conn, err := next(ctx, c, conn)
+				if err != nil {
+					return nil, err
+				}
+				return wrapServerConn(ctx, c, conn)
+			}
+		} else {
+			cfg.ConnConfig.AfterNetConnect = wrapServerConn
+		}
+		// What the proxy passes on unchanged it takes from the server's
+		// bytes, without decoding it (serverReader).
+		cfg.ConnConfig.BuildFrontend = buildServerFrontend
 		p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {
 			for _, q := range pools[:i] {
@@ -177,14 +197,15 @@ const maxPrepared = 1000
 
 const stateKey = "switchyard.proxy"
 
-func newBackend(c *pgxpool.Conn, n *topology.Node) *backend {
+// init makes b pooled connection c to node n.
+func (b *backend) init(c *pgxpool.Conn, n *topology.Node) {
 	pc := c.Conn().PgConn()
 	st, _ := pc.CustomData()[stateKey].(*backendState)
 	if st == nil {
 		st = &backendState{prepared: map[string]string{}}
 		pc.CustomData()[stateKey] = st
 	}
-	return &backend{pooled: c, conn: pc, node: n, state: st}
+	*b = backend{pooled: c, conn: pc, node: n, state: st}
 }
 
 // receive reads the server's next message. It sets up no context: a hung

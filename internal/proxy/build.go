@@ -19,10 +19,19 @@ const (
 	captureName = "sy_capture"
 )
 
+var (
+	checkStmt   = &statement{sql: engine.CheckSQL, key: engine.CheckSQL, name: checkName}
+	settleStmt  = &statement{sql: engine.SettleSQL, key: engine.SettleSQL, name: settleName}
+	captureStmt = &statement{sql: engine.CaptureSQL, key: engine.CaptureSQL, name: captureName}
+)
+
 // build sends round r to backend b (buffered in its frontend; the caller
 // flushes) as plan p says, with a deferred BEGIN ahead of it if begin is
 // not empty, and returns the items the relay walks.
 func (s *session) build(b *backend, r *round, p *engine.Plan, begin string) []item {
+	if s.onCapture == nil {
+		s.onCapture, s.onCheck = s.takeCapture, s.takeCheck
+	}
 	fe := b.fe()
 	items := s.items[:0]
 	s.checkPassed, s.captured, s.capturedFirst = false, 0, false
@@ -34,61 +43,77 @@ func (s *session) build(b *backend, r *round, p *engine.Plan, begin string) []it
 			// A read-only transaction of a session that wrote, on the
 			// primary: its first statement takes the position, and its
 			// snapshot then covers the session's writes.
-			items = s.inject(b, items, captureName, engine.CaptureSQL, nil, s.takeCapture)
+			items = s.inject(b, items, captureStmt, nil, s.onCapture)
 			p.After = engine.AfterNone
 			s.capturedFirst = true
 		}
 	}
 	switch p.Before {
 	case engine.BeforeCheck:
-		items = s.inject(b, items, checkName, engine.CheckSQL, [][]byte{[]byte(p.Check.String())}, func(v [][]byte) {
-			s.checkPassed = len(v) == 1 && string(v[0]) == "t"
-		})
+		items = s.inject(b, items, checkStmt, [][]byte{[]byte(p.Check.String())}, s.onCheck)
 	case engine.BeforeSettle:
-		items = s.inject(b, items, settleName, engine.SettleSQL, nil, nil)
+		items = s.inject(b, items, settleStmt, nil, nil)
 	}
-	for _, m := range r.msgs {
+	raw := &s.rawOut
+	for i, m := range r.msgs {
+		// What goes to the server as the client sent it, when the proxy
+		// has nothing to rename in it.
+		raw.b = r.raw[i]
 		switch m := m.(type) {
 		case *pgproto3.Query:
-			fe.Send(m)
+			fe.Send(raw)
 			delete(b.state.prepared, "")
 			items = append(items, item{kind: replyQuery})
 		case *pgproto3.Parse:
-			st := s.define(m.Name, m.Query, m.ParameterOIDs)
+			st := r.pst[i]
+			s.define(m.Name, st)
 			if !st.unnamed && b.has(st) {
 				items = append(items, item{kind: replyParse, mode: synthesize})
+				continue
+			}
+			if st.unnamed {
+				// The client's own Parse, as it sent it.
+				items = s.prepareAs(b, items, st, forward, raw)
 				continue
 			}
 			items = s.prepare(b, items, st, forward)
 		case *pgproto3.Bind:
 			if st := s.statement(m.PreparedStatement); st != nil {
 				items = s.ensure(b, items, st)
-				bind := *m
-				bind.PreparedStatement = serverStatement(st)
-				fe.SendBind(&bind)
+				if name := serverStatement(st); name == m.PreparedStatement {
+					fe.Send(raw)
+				} else {
+					bind := *m
+					bind.PreparedStatement = name
+					fe.SendBind(&bind)
+				}
 				if s.portals == nil {
 					s.portals = map[string]*statement{}
 				}
-				s.portals[m.DestinationPortal] = st
+				if s.portals[m.DestinationPortal] != st {
+					s.portals[m.DestinationPortal] = st
+				}
 			} else {
-				fe.SendBind(m) // the server answers that it does not exist
+				fe.Send(raw) // the server answers that it does not exist
 			}
 			items = append(items, item{kind: replyBind})
 		case *pgproto3.Describe:
 			if m.ObjectType == 'P' {
-				fe.SendDescribe(m)
+				fe.Send(raw)
 				items = append(items, item{kind: replyDescribeP})
 				continue
 			}
-			d := *m
 			if st := s.statement(m.Name); st != nil {
 				items = s.ensure(b, items, st)
+				d := *m
 				d.Name = serverStatement(st)
+				fe.SendDescribe(&d)
+			} else {
+				fe.Send(raw)
 			}
-			fe.SendDescribe(&d)
 			items = append(items, item{kind: replyDescribeS})
 		case *pgproto3.Execute:
-			fe.SendExecute(m)
+			fe.Send(raw)
 			items = append(items, item{kind: replyExecute})
 		case *pgproto3.Close:
 			if m.ObjectType == 'S' {
@@ -102,15 +127,16 @@ func (s *session) build(b *backend, r *round, p *engine.Plan, begin string) []it
 				items = append(items, item{kind: replyClose, mode: synthesize})
 				continue
 			}
-			fe.SendClose(m)
+			fe.Send(raw)
 			items = append(items, item{kind: replyClose})
 		case *pgproto3.Sync:
-			fe.SendSync(m)
+			fe.Send(raw)
 			items = append(items, item{kind: replySync})
 		case *pgproto3.Flush:
-			fe.Send(m)
+			fe.Send(raw)
 		}
 	}
+	raw.b = nil
 	if p.After == engine.AfterCapture {
 		if !endsRound(r) || r.begins || r.copyIn || begin != "" {
 			// No Sync to run it after; or the client's transaction is open
@@ -120,11 +146,16 @@ func (s *session) build(b *backend, r *round, p *engine.Plan, begin string) []it
 			p.After = engine.AfterNone
 		} else {
 			items[len(items)-1].hold = true
-			items = s.inject(b, items, captureName, engine.CaptureSQL, nil, s.takeCapture)
+			items = s.inject(b, items, captureStmt, nil, s.onCapture)
 		}
 	}
 	s.items = items
 	return items
+}
+
+// takeCheck reads a freshness check's row.
+func (s *session) takeCheck(v [][]byte) {
+	s.checkPassed = len(v) == 1 && string(v[0]) == "t"
 }
 
 // takeCapture reads a capture's row.
@@ -147,14 +178,14 @@ func (r *round) setsTransaction() bool {
 
 // inject runs one of the proxy's statements in an implicit transaction of
 // its own, its replies swallowed and its first row handed to row.
-func (s *session) inject(b *backend, items []item, name, sql string, params [][]byte, row func([][]byte)) []item {
+func (s *session) inject(b *backend, items []item, st *statement, params [][]byte, row func([][]byte)) []item {
 	fe := b.fe()
-	if st := (&statement{sql: sql, key: sql, name: name}); !b.has(st) {
+	if !b.has(st) {
 		items = s.prepare(b, items, st, swallow)
 	}
-	fe.SendBind(&pgproto3.Bind{PreparedStatement: name, Parameters: params})
+	fe.SendBind(&pgproto3.Bind{PreparedStatement: st.name, Parameters: params})
 	fe.SendExecute(&pgproto3.Execute{})
-	fe.SendSync(&pgproto3.Sync{})
+	fe.SendSync(syncMsg)
 	return append(items,
 		item{kind: replyBind, mode: swallow},
 		item{kind: replyExecute, mode: swallow, row: row},
@@ -189,6 +220,12 @@ func (s *session) ensure(b *backend, items []item, st *statement) []item {
 // prepare sends a Parse of st to b under its server name (or as the
 // unnamed statement), making room first, and records it.
 func (s *session) prepare(b *backend, items []item, st *statement, m mode) []item {
+	return s.prepareAs(b, items, st, m, nil)
+}
+
+// prepareAs is prepare, with the Parse as the client sent it, if raw is
+// not nil (a Parse of the unnamed statement).
+func (s *session) prepareAs(b *backend, items []item, st *statement, m mode, raw *rawMsg) []item {
 	fe := b.fe()
 	name := serverStatement(st)
 	if name != "" {
@@ -209,7 +246,14 @@ func (s *session) prepare(b *backend, items []item, st *statement, m mode) []ite
 		b.state.order = append(b.state.order, name)
 	}
 	b.state.prepared[name] = st.key
-	fe.SendParse(&pgproto3.Parse{Name: name, Query: st.sql, ParameterOIDs: st.oids})
+	if raw != nil {
+		fe.Send(raw)
+	} else {
+		out := &s.parseOut
+		*out = pgproto3.Parse{Name: name, Query: st.sql, ParameterOIDs: st.oids}
+		fe.SendParse(out)
+		*out = pgproto3.Parse{}
+	}
 	return append(items, item{kind: replyParse, mode: m, parsed: st})
 }
 

@@ -131,6 +131,10 @@ func (e *errServerGone) Unwrap() error { return e.err }
 // elsewhere.
 func (s *session) relay(b *backend, items []item) (relayResult, error) {
 	var res relayResult
+	var sr *serverReader
+	if c, ok := b.conn.Conn().(*serverConn); ok {
+		sr = c.reader
+	}
 	failed := false // an error: the server skips messages up to the next Sync
 	for i := 0; i < len(items); {
 		it := &items[i]
@@ -150,6 +154,51 @@ func (s *session) relay(b *backend, items []item) (relayResult, error) {
 			}
 			i++
 			continue
+		}
+		if sr != nil {
+			// The messages the proxy passes on as they are, and pgconn
+			// keeps no state by, go from the server's bytes to the
+			// client's without being decoded.
+			typ, raw, ok, err := sr.peek(maxRawMessage)
+			if err != nil {
+				return res, &errServerGone{err}
+			}
+			if ok {
+				switch typ {
+				case 'D':
+					if it.mode == forward {
+						s.sendRaw(raw)
+						res.sent = true
+					} else if it.row != nil {
+						row := &s.dataRow
+						if err := row.Decode(raw[5:]); err != nil {
+							return res, &errServerGone{err}
+						}
+						it.row(row.Values)
+						it.row = nil // the first row only
+					}
+					sr.skip(len(raw))
+					continue
+				case 'd':
+					if it.mode == forward {
+						s.sendRaw(raw)
+						res.sent = true
+					}
+					sr.skip(len(raw))
+					continue
+				case '1', '2', '3', 'T', 'n', 't', 'C', 'I', 's':
+					if it.mode == forward {
+						s.sendRaw(raw)
+						res.sent = true
+					}
+					sr.skip(len(raw))
+					if it.kind.endsType(typ) {
+						s.ended(it)
+						i++
+					}
+					continue
+				}
+			}
 		}
 		msg, err := b.receive()
 		if err != nil {
@@ -233,16 +282,52 @@ func (s *session) relay(b *backend, items []item) (relayResult, error) {
 			res.sent = true
 		}
 		if it.kind.ends(msg) {
-			if it.row != nil && it.kind == replyExecute {
-				it.row(nil) // done without a row
-			}
-			if it.parsed != nil && s.pools != nil {
-				s.pools.markParsed(it.parsed.key)
-			}
+			s.ended(it)
 			i++
 		}
 	}
 	return res, nil
+}
+
+// ended is what the relay does when an item's last message arrived.
+func (s *session) ended(it *item) {
+	if it.row != nil && it.kind == replyExecute {
+		it.row(nil) // done without a row
+	}
+	if it.parsed != nil && s.pools != nil {
+		s.pools.markParsed(it.parsed.key)
+	}
+}
+
+// maxRawMessage bounds the messages the relay passes on from the server's
+// buffer; larger ones go through pgconn.
+const maxRawMessage = 64 << 10
+
+// sendRaw passes a server's message on to the client as it is.
+func (s *session) sendRaw(msg []byte) {
+	s.out = append(s.out, msg...)
+	if len(s.out) > maxBufferedOutput {
+		s.flush()
+	}
+}
+
+// endsType is ends, by message type.
+func (k reply) endsType(typ byte) bool {
+	switch typ {
+	case '1':
+		return k == replyParse
+	case '2':
+		return k == replyBind
+	case 'T', 'n':
+		return k == replyDescribeS || k == replyDescribeP
+	case 'C', 'I', 's':
+		return k == replyExecute
+	case '3':
+		return k == replyClose
+	case 'Z':
+		return k == replySync || k == replyQuery
+	}
+	return false
 }
 
 // copyIn passes the client's COPY data to the server until the client ends
@@ -253,31 +338,37 @@ func (s *session) copyIn(b *backend) error {
 	}
 	fe := b.conn.Frontend()
 	pending := 0
+	raw := &s.rawOut
+	defer func() { raw.b = nil }()
 	for {
-		msg, err := s.fe.Receive()
+		// Each message goes on as the client sent it; the client's buffer
+		// need not keep it.
+		s.in.release()
+		typ, _, m, err := s.in.next()
 		if err != nil {
 			fe.Send(&pgproto3.CopyFail{Message: "switchyard proxy: the client went away during COPY"})
 			fe.Flush()
 			return err
 		}
-		switch m := msg.(type) {
-		case *pgproto3.CopyData:
-			fe.Send(m)
-			pending += len(m.Data)
-		case *pgproto3.CopyDone, *pgproto3.CopyFail:
-			fe.Send(m)
+		raw.b = m
+		switch typ {
+		case 'd':
+			fe.Send(raw)
+			pending += len(m)
+		case 'c', 'f':
+			fe.Send(raw)
 			if err := fe.Flush(); err != nil {
 				return &errServerGone{err}
 			}
 			return nil
-		case *pgproto3.Flush, *pgproto3.Sync:
+		case 'H', 'S':
 			// Allowed during COPY; the server ignores them until the
 			// copy ends.
-			fe.Send(m)
+			fe.Send(raw)
 		default:
-			fe.Send(&pgproto3.CopyFail{Message: fmt.Sprintf("switchyard proxy: unexpected %T during COPY", msg)})
+			fe.Send(&pgproto3.CopyFail{Message: fmt.Sprintf("switchyard proxy: unexpected message type %q during COPY", typ)})
 			fe.Flush()
-			return fmt.Errorf("switchyard proxy: the client sent %T during COPY", msg)
+			return fmt.Errorf("switchyard proxy: the client sent message type %q during COPY", typ)
 		}
 		if pending > copyFlushBytes {
 			if err := fe.Flush(); err != nil {

@@ -27,7 +27,9 @@ import (
 type session struct {
 	srv  *Server
 	conn net.Conn
-	fe   *pgproto3.Backend // decodes the client's messages
+	fe   *pgproto3.Backend // decodes the client's startup messages
+	in   *clientReader     // the client's messages
+	sock *sockIO           // conn's socket, if it is one (not TLS)
 	out  []byte            // encoded messages for the client, written by flush
 	log  *slog.Logger
 
@@ -59,6 +61,21 @@ type session struct {
 	wmu           sync.Mutex              // held while the session writes to the client or is not idle
 	idle          bool                    // waiting for the client, holding no server connection
 	lastState     byte                    // the client's transaction status, as last told
+
+	decoded      map[string]decodedMsg    // messages decoded before, by their bytes
+	decodedBytes int                      // the size of their keys
+	binds        []*pgproto3.Bind         // the round trip's Binds (reused)
+	query        pgproto3.Query           // the round trip's Query (reused)
+	rawOut       rawMsg                   // a message passed on unchanged (reused)
+	slot         backend                  // the server connection acquired (at most one at a time)
+	call         tripCall                 // the round trip the executor runs
+	runUnbound   func(*engine.Plan) error // s.tripUnbound, made once
+	runBound     func(*engine.Plan) error // s.tripBound, made once
+	onCapture    func([][]byte)           // s.takeCapture, made once
+	onCheck      func([][]byte)           // s.takeCheck, made once
+	parseOut     pgproto3.Parse           // a Parse the proxy sends (reused)
+	planBuf      engine.Plan              // the round trip's plan (reused; s.plan keeps a copy)
+	dataRow      pgproto3.DataRow         // a row of the proxy's own statements (reused)
 }
 
 // statement is a client's prepared statement.
@@ -69,16 +86,16 @@ type statement struct {
 	name    string // on servers, for a named one
 	unnamed bool   // the client's unnamed statement: the servers' unnamed one
 	info    *classify.Statement
+	token   bool // SHOW or SET of switchyard.token, which the proxy answers
 }
 
-func (s *session) define(name, sql string, oids []uint32) *statement {
-	st := s.srv.statements.get(sql, oids, name == "", s.srv.classifier)
+// define records a Parse of the client's: statement st under name.
+func (s *session) define(name string, st *statement) {
 	if name == "" {
 		s.unnamed = st
 	} else {
 		s.stmts[name] = st
 	}
-	return st
 }
 
 // statements are the prepared statements of every client, by text and
@@ -106,7 +123,7 @@ func (c *statements) get(sql string, oids []uint32, unnamed bool, cl *classify.C
 	if st != nil {
 		return st
 	}
-	st = &statement{sql: sql, oids: append([]uint32(nil), oids...), key: k, name: serverName(k), unnamed: unnamed, info: cl.Analyze(sql)}
+	st = &statement{sql: sql, oids: append([]uint32(nil), oids...), key: k, name: serverName(k), unnamed: unnamed, info: cl.Analyze(sql), token: isToken(sql)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.named == nil {
@@ -149,7 +166,12 @@ func (s *session) flush() error {
 		return nil
 	}
 	s.flushes++
-	_, err := s.conn.Write(s.out)
+	var err error
+	if s.sock != nil {
+		_, err = s.sock.Write(s.out)
+	} else {
+		_, err = s.conn.Write(s.out)
+	}
 	if cap(s.out) > 64<<10 {
 		s.out = nil
 	} else {
@@ -186,59 +208,152 @@ func (s *session) run(ctx context.Context) {
 var errTerminate = errors.New("client terminated")
 
 // readRound reads the client's messages up to and including a Sync, a
-// Flush or a simple Query: a round trip's worth.
+// Flush or a simple Query: a round trip's worth. The messages (and their
+// bytes as sent, r.raw) stay valid until the next readRound: what the
+// proxy understands is decoded by pgproto3 (a Parse, a Describe, an
+// Execute or a Close the session has seen before is not decoded again);
+// what it passes on unchanged is sent as the client sent it.
 func (s *session) readRound() ([]pgproto3.FrontendMessage, error) {
-	var msgs []pgproto3.FrontendMessage
+	s.in.release()
+	r := &s.round
+	msgs, raws, psts := r.msgs[:0], r.raw[:0], r.pst[:0]
+	nbind := 0
 	for {
-		var stopWatch func()
 		if len(msgs) == 0 {
-			// Idle: nothing held, no transaction begun (not even one whose
-			// BEGIN the proxy holds back), so Shutdown may end it at once.
-			s.setIdle(s.bound == nil && s.deferred == "")
-			stopWatch = s.watchNotifications()
+			if s.in.buffered() == 0 {
+				// Idle: nothing held, no transaction begun (not even one
+				// whose BEGIN the proxy holds back), so Shutdown may end
+				// it at once.
+				s.setIdle(s.bound == nil && s.deferred == "")
+				stopWatch := s.watchNotifications()
+				err := s.in.fill(1)
+				stopWatch()
+				s.setIdle(false)
+				if err != nil {
+					return nil, err
+				}
+			}
 		}
-		msg, err := s.fe.Receive()
-		if len(msgs) == 0 {
-			stopWatch()
-			s.setIdle(false)
-		}
+		typ, body, raw, err := s.in.next()
 		if err != nil {
 			return nil, err
 		}
-		switch m := msg.(type) {
-		case *pgproto3.Terminate:
+		var msg pgproto3.FrontendMessage
+		var st *statement
+		switch typ {
+		case 'X':
 			return nil, errTerminate
-		case *pgproto3.Query:
+		case 'Q':
 			if len(msgs) > 0 {
 				return nil, s.protocolError("a simple Query in the middle of an extended query (send Sync first)")
 			}
-			return append(msgs, &pgproto3.Query{String: m.String}), nil
-		case *pgproto3.Parse:
-			msgs = append(msgs, &pgproto3.Parse{Name: m.Name, Query: m.Query, ParameterOIDs: append([]uint32(nil), m.ParameterOIDs...)})
-		case *pgproto3.Bind:
-			msgs = append(msgs, copyBind(m))
-		case *pgproto3.Describe:
-			msgs = append(msgs, &pgproto3.Describe{ObjectType: m.ObjectType, Name: m.Name})
-		case *pgproto3.Execute:
-			msgs = append(msgs, &pgproto3.Execute{Portal: m.Portal, MaxRows: m.MaxRows})
-		case *pgproto3.Close:
-			msgs = append(msgs, &pgproto3.Close{ObjectType: m.ObjectType, Name: m.Name})
-		case *pgproto3.Sync:
-			return append(msgs, &pgproto3.Sync{}), nil
-		case *pgproto3.Flush:
-			return append(msgs, &pgproto3.Flush{}), nil
-		case *pgproto3.FunctionCall:
+			q := &s.query
+			if err := q.Decode(body); err != nil {
+				return nil, s.protocolError(err.Error())
+			}
+			msg = q
+		case 'P', 'D', 'E', 'C':
+			if msg, st, err = s.decodeCached(typ, body, raw); err != nil {
+				return nil, s.protocolError(err.Error())
+			}
+		case 'B':
+			if nbind == len(s.binds) {
+				s.binds = append(s.binds, &pgproto3.Bind{})
+			}
+			b := s.binds[nbind]
+			nbind++
+			// Its parameters stay in the client's buffer until the next
+			// round trip: nothing to copy.
+			if err := b.Decode(body); err != nil {
+				return nil, s.protocolError(err.Error())
+			}
+			msg = b
+		case 'S':
+			msg = syncMsg
+		case 'H':
+			msg = flushMsg
+		case 'F':
 			return nil, s.protocolError("the fast-path function call interface is not supported (call the function in a query)")
-		case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+		case 'd', 'c', 'f':
 			// Outside COPY the server ignores these; so does the proxy.
+			continue
 		default:
-			return nil, s.protocolError(fmt.Sprintf("unexpected message %T", msg))
+			return nil, s.protocolError(fmt.Sprintf("unexpected message type %q", typ))
+		}
+		msgs, raws, psts = append(msgs, msg), append(raws, raw), append(psts, st)
+		r.msgs, r.raw, r.pst = msgs, raws, psts
+		if typ == 'Q' || typ == 'S' || typ == 'H' {
+			return msgs, nil
 		}
 		if len(msgs) > maxRoundMessages {
 			return nil, s.protocolError(fmt.Sprintf("more than %d messages without a Sync", maxRoundMessages))
 		}
 	}
 }
+
+var (
+	syncMsg  = &pgproto3.Sync{}
+	flushMsg = &pgproto3.Flush{}
+)
+
+// decodeCached decodes a Parse, Describe, Execute or Close, or finds it
+// among those the session decoded before (by its bytes): decoded messages
+// are shared and never changed. A Parse comes with its statement.
+func (s *session) decodeCached(typ byte, body, raw []byte) (pgproto3.FrontendMessage, *statement, error) {
+	if e, ok := s.decoded[string(raw)]; ok {
+		return e.msg, e.st, nil
+	}
+	var msg pgproto3.FrontendMessage
+	var st *statement
+	switch typ {
+	case 'P':
+		m := &pgproto3.Parse{}
+		if err := m.Decode(body); err != nil {
+			return nil, nil, err
+		}
+		st = s.srv.statements.get(m.Query, m.ParameterOIDs, m.Name == "", s.srv.classifier)
+		msg = m
+	case 'D':
+		m := &pgproto3.Describe{}
+		if err := m.Decode(body); err != nil {
+			return nil, nil, err
+		}
+		msg = m
+	case 'E':
+		m := &pgproto3.Execute{}
+		if err := m.Decode(body); err != nil {
+			return nil, nil, err
+		}
+		msg = m
+	case 'C':
+		m := &pgproto3.Close{}
+		if err := m.Decode(body); err != nil {
+			return nil, nil, err
+		}
+		msg = m
+	}
+	if len(raw) <= maxDecodedSize {
+		if s.decoded == nil || s.decodedBytes+len(raw) > maxDecodedBytes {
+			s.decoded, s.decodedBytes = map[string]decodedMsg{}, 0
+		}
+		s.decoded[string(raw)] = decodedMsg{msg, st}
+		s.decodedBytes += len(raw)
+	}
+	return msg, st, nil
+}
+
+// decodedMsg is a message a session decoded, kept by its bytes.
+type decodedMsg struct {
+	msg pgproto3.FrontendMessage
+	st  *statement // a Parse's
+}
+
+// A session keeps the messages it decoded up to this size, and this many
+// bytes of them.
+const (
+	maxDecodedSize  = 4 << 10
+	maxDecodedBytes = 64 << 10
+)
 
 // watchNotifications, for a client that listens (LISTEN) and waits
 // between round trips, passes what its server session sends meanwhile
@@ -277,31 +392,6 @@ func (s *session) watchNotifications() (stop func()) {
 // maxRoundMessages bounds the messages of one round trip the proxy keeps.
 const maxRoundMessages = 100_000
 
-func copyBind(m *pgproto3.Bind) *pgproto3.Bind {
-	c := &pgproto3.Bind{
-		DestinationPortal:    m.DestinationPortal,
-		PreparedStatement:    m.PreparedStatement,
-		ParameterFormatCodes: append([]int16(nil), m.ParameterFormatCodes...),
-		ResultFormatCodes:    append([]int16(nil), m.ResultFormatCodes...),
-	}
-	if len(m.Parameters) > 0 {
-		size := 0
-		for _, p := range m.Parameters {
-			size += len(p)
-		}
-		arena := make([]byte, 0, size)
-		c.Parameters = make([][]byte, len(m.Parameters))
-		for i, p := range m.Parameters {
-			if p != nil {
-				start := len(arena)
-				arena = append(arena, p...)
-				c.Parameters[i] = arena[start:len(arena):len(arena)]
-			}
-		}
-	}
-	return c
-}
-
 // setIdle records whether the session is waiting for the client with no
 // server connection: only then may Shutdown write to its client. The
 // session holds wmu whenever it is not idle.
@@ -319,6 +409,11 @@ func (s *session) setIdle(idle bool) {
 // round is what the proxy makes of one round trip of the client's.
 type round struct {
 	msgs    []pgproto3.FrontendMessage
+	raw     [][]byte              // each message as the client sent it
+	pst     []*statement          // each Parse's statement (nil for other messages)
+	tokens  int                   // texts that are SHOW or SET of switchyard.token
+	texts   int                   // texts it parses, describes or runs
+	text0   string                // the first of them
 	query   *pgproto3.Query       // a simple query, alone
 	runs    []*classify.Statement // what it executes, in order
 	runSQL  []string              // their texts
@@ -335,7 +430,7 @@ type round struct {
 // study classifies what a round trip executes.
 func (s *session) study(msgs []pgproto3.FrontendMessage) *round {
 	r := &s.round
-	*r = round{msgs: msgs, runs: r.runs[:0], runSQL: r.runSQL[:0], portals: r.portals[:0]}
+	*r = round{msgs: msgs, raw: r.raw, pst: r.pst, runs: r.runs[:0], runSQL: r.runSQL[:0], portals: r.portals[:0]}
 	add := func(st *classify.Statement, sql string) {
 		r.runs = append(r.runs, st)
 		r.runSQL = append(r.runSQL, sql)
@@ -350,31 +445,53 @@ func (s *session) study(msgs []pgproto3.FrontendMessage) *round {
 		r.listen = r.listen || e&classify.EffectListen != 0
 		r.copyIn = r.copyIn || e&classify.EffectCopyFrom != 0
 	}
+	text := func(st *statement) {
+		if st != nil {
+			if r.texts == 0 {
+				r.text0 = st.sql
+			}
+			r.texts++
+			if st.token {
+				r.tokens++
+			}
+		}
+	}
 	if _, ok := msgs[len(msgs)-1].(*pgproto3.Flush); ok {
 		// The round trip's implicit transaction goes on after it, on the
 		// same server: route it by what it prepares too.
-		for _, m := range msgs {
-			if p, ok := m.(*pgproto3.Parse); ok && !s.srv.classifier.Analyze(p.Query).Kind.ReplicaSafe() {
+		for i := range msgs {
+			if st := r.pst[i]; st != nil && !st.info.Kind.ReplicaSafe() {
 				r.write = true
 			}
 		}
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		switch m := m.(type) {
 		case *pgproto3.Query:
 			r.query = m
 			add(s.srv.classifier.Analyze(m.String), m.String)
+			r.texts, r.text0 = 1, m.String
+			if isToken(m.String) {
+				r.tokens++
+			}
 		case *pgproto3.Parse:
 			// Defined here (build records it); a Bind below finds it.
-			r.portals = append(r.portals, named{"\x00" + m.Name, s.srv.statements.get(m.Query, m.ParameterOIDs, m.Name == "", s.srv.classifier)})
+			st := r.pst[i]
+			r.portals = append(r.portals, named{m.Name, true, st})
+			text(st)
 		case *pgproto3.Bind:
-			st := r.find("\x00" + m.PreparedStatement)
+			st := r.find(m.PreparedStatement, true)
 			if st == nil {
 				st = s.statement(m.PreparedStatement)
 			}
-			r.portals = append(r.portals, named{m.DestinationPortal, st})
+			r.portals = append(r.portals, named{m.DestinationPortal, false, st})
+			text(s.statement(m.PreparedStatement))
+		case *pgproto3.Describe:
+			if m.ObjectType == 'S' {
+				text(s.statement(m.Name))
+			}
 		case *pgproto3.Execute:
-			st := r.find(m.Portal)
+			st := r.find(m.Portal, false)
 			if st == nil {
 				st = s.portals[m.Portal]
 			}
@@ -393,17 +510,18 @@ func (s *session) study(msgs []pgproto3.FrontendMessage) *round {
 // deallocateAll matches a text that may run DEALLOCATE ALL.
 var deallocateAll = regexp.MustCompile(`(?is)\bdeallocate\s+(?:prepare\s+)?all\b`)
 
-// named is a portal (or, with a NUL first, a statement) of a round trip.
+// named is a portal or a statement of a round trip.
 type named struct {
 	name string
+	stmt bool // a statement (Parse), not a portal (Bind)
 	st   *statement
 }
 
-// find returns the last statement of r under name.
-func (r *round) find(name string) *statement {
+// find returns the last statement (stmt) or portal of r under name.
+func (r *round) find(name string, stmt bool) *statement {
 	for i := len(r.portals) - 1; i >= 0; i-- {
-		if r.portals[i].name == name {
-			return r.portals[i].st
+		if p := &r.portals[i]; p.stmt == stmt && p.name == name {
+			return p.st
 		}
 	}
 	return nil
@@ -425,54 +543,49 @@ func (s *session) serve(ctx context.Context, msgs []pgproto3.FrontendMessage) er
 func (s *session) serveUnbound(ctx context.Context, r *round) error {
 	e := s.srv.engine
 	c := e.Clusters()[0]
-	var p engine.Plan
+	p := &s.planBuf
+	*p = engine.Plan{}
 	deferred := s.deferred
 	switch {
 	case deferred != "":
 		info := s.srv.classifier.Analyze(deferred)
 		readOnly := info.TxAccess == classify.AccessReadOnly && !r.state
-		e.PlanTx(ctx, &p, &s.opts, c, readOnly, info.TxIsolation == classify.Serializable)
+		e.PlanTx(ctx, p, &s.opts, c, readOnly, info.TxIsolation == classify.Serializable)
 		s.txWrites = !readOnly
 	case r.state:
 		// Session state: the primary, on a connection that stays with the
 		// client. The pin itself marks nothing (in global mode a mark would
 		// send every client's reads to the primary for as long as it
 		// lasts); each round trip on it captures the position instead.
-		e.PlanWrite(&p, &s.opts, c)
+		e.PlanWrite(p, &s.opts, c)
 		p.Write, p.Reason = false, engine.ReasonPinned
 		p.WillCapture()
 		s.txWrites = true
 	case r.begins:
 		// A transaction begun inside the round trip (BEGIN with other
 		// statements): on the primary.
-		e.PlanTx(ctx, &p, &s.opts, c, false, false)
+		e.PlanTx(ctx, p, &s.opts, c, false, false)
 		s.txWrites = true
 	case r.write:
-		e.PlanWrite(&p, &s.opts, c)
+		e.PlanWrite(p, &s.opts, c)
 		p.CaptureWrite()
 	default:
-		e.PlanRead(ctx, &p, &s.opts, c)
+		e.PlanRead(ctx, p, &s.opts, c)
 	}
-	var done *tripResult
-	err := e.Do(ctx, &p, func(p *engine.Plan) error {
-		b, err := s.acquire(ctx, p.Node)
-		if err != nil {
-			return err
-		}
-		t, err := s.trip(b, r, p, deferred)
-		if err != nil {
-			return err
-		}
-		done = t
-		return nil
-	})
+	s.call = tripCall{ctx: ctx, r: r, begin: deferred}
+	if s.runUnbound == nil {
+		s.runUnbound = s.tripUnbound
+	}
+	err := e.Do(ctx, p, s.runUnbound)
+	done := s.call.res
+	s.call = tripCall{}
 	if err != nil {
 		p.Finish(err)
 		s.answerError(err, r)
 		return nil
 	}
 	s.deferred = ""
-	return s.settle(&p, r, done)
+	return s.settle(p, r, &done)
 }
 
 // settle decides, after a round trip on done.b, whether the client keeps
@@ -516,7 +629,8 @@ func (s *session) settle(p *engine.Plan, r *round, t *tripResult) error {
 	} else {
 		p.Finish(t.res.err)
 	}
-	s.portals, s.txWrites = nil, false
+	s.txWrites = false
+	clear(s.portals)
 	b.release()
 	return nil
 }
@@ -527,28 +641,31 @@ func (s *session) serveBound(ctx context.Context, r *round) error {
 	if (s.txWrites || s.pinned) && b.conn.TxStatus() == 'T' && isCommit(r) {
 		return s.commit(ctx, r)
 	}
-	var p engine.Plan
+	p := &s.planBuf
+	*p = engine.Plan{}
 	inTx := b.conn.TxStatus() != 'I'
 	// Inside a transaction nothing is written until it commits, which
 	// captures (or marks) then.
-	s.srv.engine.PlanPinned(&p, &s.opts, b.node, r.write && !inTx)
+	s.srv.engine.PlanPinned(p, &s.opts, b.node, r.write && !inTx)
 	if !inTx {
 		// A pinned connection outside a transaction: take the position
 		// along, as a round trip of its own would.
 		p.WillCapture()
 	}
-	var t *tripResult
-	err := s.srv.engine.Do(ctx, &p, func(p *engine.Plan) (err error) {
-		t, err = s.trip(b, r, p, "")
-		return err
-	})
+	s.call = tripCall{r: r, b: b}
+	if s.runBound == nil {
+		s.runBound = s.tripBound
+	}
+	err := s.srv.engine.Do(ctx, p, s.runBound)
+	t := s.call.res
+	s.call = tripCall{}
 	p.Finish(err)
 	if err != nil {
 		s.lost(b, err)
 		s.answerError(err, r)
 		return nil
 	}
-	return s.settle(&p, r, t)
+	return s.settle(p, r, &t)
 }
 
 // lost forgets a held connection that failed.
@@ -557,7 +674,7 @@ func (s *session) lost(b *backend, err error) {
 		s.bound, s.pinned = nil, false
 		s.plan.Finish(err)
 	}
-	s.portals = nil
+	clear(s.portals)
 	s.srv.engine.NodeDown(b.node, err)
 	b.destroy()
 }
@@ -587,7 +704,9 @@ func (s *session) acquire(ctx context.Context, n *topology.Node) (*backend, erro
 	if err != nil {
 		return nil, err
 	}
-	return newBackend(c, n), nil
+	b := &s.slot
+	b.init(c, n)
+	return b, nil
 }
 
 // lend lends the engine a connection of the login's for a query of its own.
@@ -597,6 +716,35 @@ func (s *session) lend(ctx context.Context, n *topology.Node) (*pgconn.PgConn, f
 		return nil, nil, err
 	}
 	return c.Conn().PgConn(), c.Release, nil
+}
+
+// tripCall is what the executor's run of a round trip (tripUnbound,
+// tripBound) needs and what it found: set up around engine.Do, whose
+// function is made once per session.
+type tripCall struct {
+	ctx   context.Context
+	r     *round
+	b     *backend // tripBound's
+	begin string
+	res   tripResult
+}
+
+// tripUnbound runs s.call's round trip on a connection to p.Node.
+func (s *session) tripUnbound(p *engine.Plan) error {
+	c := &s.call
+	b, err := s.acquire(c.ctx, p.Node)
+	if err != nil {
+		return err
+	}
+	c.res, err = s.trip(b, c.r, p, c.begin)
+	return err
+}
+
+// tripBound runs s.call's round trip on the connection the client holds.
+func (s *session) tripBound(p *engine.Plan) (err error) {
+	c := &s.call
+	c.res, err = s.trip(c.b, c.r, p, "")
+	return err
 }
 
 // tripResult is how a round trip on a server went.
@@ -611,14 +759,33 @@ type tripResult struct {
 // the backend given up, so that the executor may run the round trip again
 // elsewhere; once something has been written to the client, the failure
 // is the client's.
-func (s *session) trip(b *backend, r *round, p *engine.Plan, begin string) (*tripResult, error) {
+func (s *session) trip(b *backend, r *round, p *engine.Plan, begin string) (tripResult, error) {
 	mark, flushes := len(s.out), s.flushes
 	items := s.build(b, r, p, begin)
-	if err := b.fe().Flush(); err != nil {
-		b.destroy()
-		return nil, &notSent{err}
+	answered := false
+	for i := range items {
+		if items[i].mode != synthesize {
+			answered = true
+			break
+		}
 	}
+	// A cancel goes to b from now on: the write below may wait for the
+	// server's answer.
 	s.setBusy(b)
+	if answered {
+		// Every message sent has its answer coming: wait for it before
+		// the first read.
+		armWrite(b.conn.Conn())
+	}
+	err := b.fe().Flush()
+	if answered {
+		disarmWrite(b.conn.Conn())
+	}
+	if err != nil {
+		s.setBusy(nil)
+		b.destroy()
+		return tripResult{}, &notSent{err}
+	}
 	res, err := s.relay(b, items)
 	s.setBusy(nil)
 	retryable := s.flushes == flushes && p.Policy == engine.PolicyRead
@@ -626,21 +793,21 @@ func (s *session) trip(b *backend, r *round, p *engine.Plan, begin string) (*tri
 		if retryable {
 			s.out = s.out[:mark]
 			b.destroy()
-			return nil, err
+			return tripResult{}, err
 		}
-		return nil, s.fail(b, p, err)
+		return tripResult{}, s.fail(b, p, err)
 	}
 	if p.Before == engine.BeforeCheck && !s.checkPassed {
 		s.out = s.out[:mark]
 		b.release()
-		return nil, engine.ErrNotFresh
+		return tripResult{}, engine.ErrNotFresh
 	}
 	if res.err != nil && retryable && !p.Write && pgerr.RetryReadElsewhere(res.err) && pgerr.Code(res.err) != "" && res.status == 'I' {
 		// The replica refused it (it writes after all, or a recovery
 		// conflict canceled it): nothing ran there.
 		s.out = s.out[:mark]
 		b.release()
-		return nil, res.err
+		return tripResult{}, res.err
 	}
 	if (p.After == engine.AfterCapture || s.capturedFirst) && s.captured != 0 {
 		p.Captured(s.captured)
@@ -655,7 +822,7 @@ func (s *session) trip(b *backend, r *round, p *engine.Plan, begin string) (*tri
 		p.Served()
 	}
 	s.lastState = res.status
-	return &tripResult{b: b, res: res}, nil
+	return tripResult{b: b, res: res}, nil
 }
 
 // setBusy records the backend that runs the client's query (nil: none).

@@ -27,7 +27,12 @@ const cleanTimeout = 5 * time.Second
 // handle serves one client connection from its first byte.
 func (s *Server) handle(conn net.Conn) {
 	conn.SetDeadline(time.Now().Add(startupTimeout))
-	fe := pgproto3.NewBackend(conn, conn)
+	sock := newSockIO(conn)
+	in := newClientReader(conn)
+	if sock != nil {
+		in.conn = sock
+	}
+	fe := pgproto3.NewBackend(in, conn)
 	secure := false
 	var startup *pgproto3.StartupMessage
 	for startup == nil {
@@ -45,6 +50,12 @@ func (s *Server) handle(conn net.Conn) {
 				}
 				continue
 			}
+			if in.buffered() > 0 {
+				// Sent before TLS, to be read as if inside it: refused,
+				// as PostgreSQL refuses it.
+				conn.Close()
+				return
+			}
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				conn.Close()
 				return
@@ -55,7 +66,8 @@ func (s *Server) handle(conn net.Conn) {
 				conn.Close()
 				return
 			}
-			conn, fe, secure = tc, pgproto3.NewBackend(tc, tc), true
+			in, sock = newClientReader(tc), nil
+			conn, fe, secure = tc, pgproto3.NewBackend(in, tc), true
 		case *pgproto3.GSSEncRequest:
 			if _, err := conn.Write([]byte{'N'}); err != nil {
 				conn.Close()
@@ -67,12 +79,13 @@ func (s *Server) handle(conn net.Conn) {
 			return
 		case *pgproto3.StartupMessage:
 			startup = m
+			in.untyped = false
 		default:
 			conn.Close()
 			return
 		}
 	}
-	sess := &session{srv: s, conn: conn, fe: fe, log: s.log, stmts: map[string]*statement{}}
+	sess := &session{srv: s, conn: conn, sock: sock, fe: fe, in: in, log: s.log, stmts: map[string]*statement{}}
 	sess.wmu.Lock() // held while not idle (see setIdle)
 	if err := s.startSession(sess, startup, secure); err != nil {
 		s.log.Debug("switchyard proxy: client refused", "client", conn.RemoteAddr().String(), "err", err)
