@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -119,8 +118,11 @@ func (ps *pools) forLogin(l *login) (*loginPools, error) {
 		cfg.MaxConnIdleTime = ps.idle
 		cfg.HealthCheckPeriod = time.Minute
 		// A connection goes back to the pool only idle and clean; the
-		// proxy rolls back and discards what it must first.
-		cfg.AfterRelease = func(c *pgx.Conn) bool { return c.PgConn().TxStatus() == 'I' }
+		// proxy rolls back and discards what it must first, and pgxpool's
+		// Release closes a connection left in a transaction (TxStatus not
+		// 'I') by itself. (An AfterRelease hook, which would say the same,
+		// costs a goroutine per release.)
+		cfg.AfterRelease = nil
 		// The proxy's round trips wait for the server's answer before
 		// reading it (serverConn).
 		if next := cfg.ConnConfig.AfterNetConnect; next != nil {
