@@ -285,6 +285,13 @@ func (db *DB) query(ctx context.Context, sql string, args []any, c *capture, at 
 		r.conn.release()
 		return nil, err
 	}
+	if r.plan.Write && r.wrote == nil && cacheFrom(ctx) != nil {
+		// It turned out to write (a function the classifier cannot see
+		// into, refused by a standby and run on the primary): its query
+		// cache goes, as for any write, and nothing of it is kept.
+		db.wrote(ctx)
+		r.wrote, r.db, r.capture = ctx, db, nil
+	}
 	return r, nil
 }
 

@@ -459,6 +459,17 @@ func TestHiddenWriteRetriedOnPrimary(t *testing.T) {
 		t.Errorf("routes %+v: want one replica attempt, retried once", r)
 	}
 
+	// With a query cache, the read that turned out to write empties it,
+	// as any write does.
+	qctx := switchyard.WithQueryCache(switchyard.WithSession(ctx))
+	cleared := db.Stats().QueryCache.Cleared
+	if err := db.QueryRow(qctx, "SELECT bump()").Scan(&v); err != nil {
+		t.Fatalf("a hidden write with a query cache: %v", err)
+	}
+	if got := db.Stats().QueryCache.Cleared - cleared; got == 0 {
+		t.Error("a hidden write left its query cache as it was")
+	}
+
 	listed := openDB(t, sharedLab(t), func(c *switchyard.Config) { c.WriteFunctions = []string{"bump"} })
 	if err := listed.QueryRow(switchyard.WithSession(ctx), "SELECT bump(), pg_is_in_recovery()").Scan(&v, &rec); err != nil || rec {
 		t.Errorf("a listed write function: on a replica %v, %v", rec, err)
