@@ -81,10 +81,10 @@ var monitorParams = map[string]string{
 // pollTimeout bounds one poll of n, connecting included: a node that does
 // not answer within it is as good as down (frozen, partitioned, its disk
 // stalled). It is eight intervals, at least 200 ms, or four of the node's
-// usual round trips where those are longer: a replica far away is slow,
-// not hung.
+// latest round trip where that is longer: a replica far away is slow, not
+// hung.
 func (m *Monitor) pollTimeout(n *Node) time.Duration {
-	return max(8*m.interval, 200*time.Millisecond, 4*n.RTT())
+	return max(8*m.interval, 200*time.Millisecond, 4*n.LastRTT())
 }
 
 // maxPollTimeout bounds how long a poll of a node that timed out before
@@ -98,7 +98,7 @@ const maxPollTimeout = 5 * time.Second
 // and rejoins, balanced by its new round trip; a node that never answers
 // is out of rotation meanwhile all the same. After an answer, the bound
 // comes back down to what the node's round trips call for, a quarter of
-// the way each poll, while its smoothed round trip catches up.
+// the way each poll.
 func (m *Monitor) nextPollTimeout(n *Node, timeout time.Duration, err error) time.Duration {
 	base := m.pollTimeout(n)
 	switch {

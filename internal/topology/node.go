@@ -53,30 +53,46 @@ type Node struct {
 	writable  atomic.Bool   // not in recovery, as last polled
 	lag       atomic.Int64  // a replica's replay lag in nanoseconds, as last estimated
 
-	rtt             atomic.Int64 // the monitor's round trip to it, nanoseconds, smoothed
+	rtts            [rttWindow]atomic.Int64 // the monitor's latest round trips to it, nanoseconds
+	rttNext         atomic.Uint32
 	readOnlyDefault atomic.Bool  // default_transaction_read_only, as last polled
 
 	latency    [len(LatencyBounds) + 1]atomic.Uint64 // statements by duration bucket
 	latencySum atomic.Int64                          // nanoseconds
 }
 
-// ObserveRTT folds a monitor round trip into the node's smoothed round
-// trip time (an exponentially weighted moving average, weight 1/4).
+// rttWindow is how many of the monitor's latest round trips RTT looks at:
+// at the default interval, the last 0.4 s.
+const rttWindow = 16
+
+// ObserveRTT records a monitor round trip to the node.
 func (n *Node) ObserveRTT(d time.Duration) {
-	for {
-		old := n.rtt.Load()
-		v := int64(d)
-		if old != 0 {
-			v = old + (int64(d)-old)/4
-		}
-		if n.rtt.CompareAndSwap(old, v) {
-			return
-		}
-	}
+	i := (n.rttNext.Add(1) - 1) % rttWindow
+	n.rtts[i].Store(max(int64(d), 1))
 }
 
-// RTT is the node's smoothed monitor round trip time (0 before the first).
-func (n *Node) RTT() time.Duration { return time.Duration(n.rtt.Load()) }
+// LastRTT is the monitor's latest round trip to the node (0 before the
+// first).
+func (n *Node) LastRTT() time.Duration {
+	i := (n.rttNext.Load() + rttWindow - 1) % rttWindow
+	return time.Duration(n.rtts[i].Load())
+}
+
+// RTT is the shortest of the monitor's latest round trips to the node (0
+// before the first): the path's own latency. A mean would count the
+// scheduling delays of a busy machine, which come and go, and make a
+// replica look farther than another that is as near, so that it got no
+// reads; the shortest round trip moves only when the path does (a
+// replica 200 ms away stays 200 ms away in every sample).
+func (n *Node) RTT() time.Duration {
+	var m int64
+	for i := range n.rtts {
+		if v := n.rtts[i].Load(); v != 0 && (m == 0 || v < m) {
+			m = v
+		}
+	}
+	return time.Duration(m)
+}
 
 // LatencyBounds are the upper bounds of the buckets statements' durations
 // are counted in.

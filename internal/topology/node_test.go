@@ -292,3 +292,33 @@ func TestWaitReplica(t *testing.T) {
 		t.Errorf("replicas %d %d", all, healthy)
 	}
 }
+
+// TestRTT: a node's round trip is the shortest of the monitor's latest
+// (a busy machine's slow polls do not make a near replica look far), and
+// moves when the path does; LastRTT is the latest.
+func TestRTT(t *testing.T) {
+	n := NewNode("n", 0, 1)
+	if n.RTT() != 0 || n.LastRTT() != 0 {
+		t.Fatal("before any poll")
+	}
+	for i := range 40 {
+		d := 300 * time.Microsecond
+		if i%3 == 0 {
+			d = 4 * time.Millisecond // the scheduler's delays
+		}
+		n.ObserveRTT(d)
+	}
+	if n.RTT() != 300*time.Microsecond {
+		t.Errorf("noisy polls: %v, want the path's 300µs", n.RTT())
+	}
+	for range rttWindow {
+		n.ObserveRTT(200 * time.Millisecond)
+	}
+	if n.RTT() != 200*time.Millisecond || n.LastRTT() != 200*time.Millisecond {
+		t.Errorf("a path 200 ms longer: %v, last %v", n.RTT(), n.LastRTT())
+	}
+	n.ObserveRTT(5 * time.Millisecond)
+	if n.LastRTT() != 5*time.Millisecond {
+		t.Errorf("last %v", n.LastRTT())
+	}
+}
