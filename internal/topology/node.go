@@ -55,7 +55,7 @@ type Node struct {
 
 	rtts            [rttWindow]atomic.Int64 // the monitor's latest round trips to it, nanoseconds
 	rttNext         atomic.Uint32
-	readOnlyDefault atomic.Bool  // default_transaction_read_only, as last polled
+	readOnlyDefault atomic.Bool // default_transaction_read_only, as last polled
 
 	latency    [len(LatencyBounds) + 1]atomic.Uint64 // statements by duration bucket
 	latencySum atomic.Int64                          // nanoseconds
