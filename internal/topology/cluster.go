@@ -326,15 +326,17 @@ const rttFloor = time.Millisecond
 const rttSpread = 2
 
 // better reports whether a read should go to a rather than b. Replicas
-// about equally near (round trips within rttSpread of each other, or both
+// whose round trip is not known yet, or about equally near (round trips within rttSpread of each other, or both
 // within rttFloor) compare by reads in flight per unit of weight, a winning
 // ties: a was drawn by weight, so idle replicas share reads by weight.
 // Otherwise the reads in flight, one more, are weighed by the round trip: a
 // replica slowed by the network or its disk gets reads only when the near
 // ones are that many times busier.
 func better(a, b *Node) bool {
-	ra, rb := max(a.RTT(), rttFloor), max(b.RTT(), rttFloor)
-	if ra <= rttSpread*rb && rb <= rttSpread*ra {
+	ra, rb := a.RTT(), b.RTT()
+	known := ra != 0 && rb != 0
+	ra, rb = max(ra, rttFloor), max(rb, rttFloor)
+	if !known || ra <= rttSpread*rb && rb <= rttSpread*ra {
 		return a.InFlight()*b.weight <= b.InFlight()*a.weight
 	}
 	return (a.InFlight()+1)*int64(ra/time.Microsecond) <= (b.InFlight()+1)*int64(rb/time.Microsecond)

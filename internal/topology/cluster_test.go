@@ -397,8 +397,10 @@ func TestPickReplicaWithin(t *testing.T) {
 func TestPickReplicaSlow(t *testing.T) {
 	c := newTestCluster(2)
 	near, slow := c.Nodes[1], c.Nodes[2]
-	near.ObserveRTT(300 * time.Microsecond)
-	slow.ObserveRTT(200 * time.Millisecond)
+	for range rttMinSamples {
+		near.ObserveRTT(300 * time.Microsecond)
+		slow.ObserveRTT(200 * time.Millisecond)
+	}
 	counts := map[*Node]int{}
 	for range 10000 {
 		counts[c.PickReplica(0)]++
@@ -420,13 +422,39 @@ func TestPickReplicaSlow(t *testing.T) {
 func TestPickReplicaWeightsOverNoise(t *testing.T) {
 	nodes := []*Node{NewNode("p", 0, 1), NewNode("r1", 1, 1), NewNode("r2", 2, 3)}
 	c := NewCluster("test", 0, nodes)
-	nodes[1].ObserveRTT(1200 * time.Microsecond)
-	nodes[2].ObserveRTT(1900 * time.Microsecond)
+	for range rttMinSamples {
+		nodes[1].ObserveRTT(1200 * time.Microsecond)
+		nodes[2].ObserveRTT(1900 * time.Microsecond)
+	}
 	counts := map[*Node]int{}
 	for range 40000 {
 		counts[c.PickReplica(0)]++
 	}
 	if share := float64(counts[nodes[2]]) / 40000; share < 0.72 || share > 0.78 {
 		t.Errorf("weights 1:3 with round trips of 1.2 and 1.9 ms: shares %d and %d", counts[nodes[1]], counts[nodes[2]])
+	}
+}
+
+// TestPickReplicaWeightsBeforeRTTKnown: until the monitor has made a few
+// round trips to each, one slow first poll does not take a replica out of
+// rotation: idle replicas share reads by weight.
+func TestPickReplicaWeightsBeforeRTTKnown(t *testing.T) {
+	nodes := []*Node{NewNode("p", 0, 1), NewNode("r1", 1, 1), NewNode("r2", 2, 3)}
+	c := NewCluster("test", 0, nodes)
+	for range rttMinSamples - 1 {
+		nodes[1].ObserveRTT(300 * time.Microsecond)
+		nodes[2].ObserveRTT(20 * time.Millisecond) // a busy machine's first polls
+	}
+	counts := map[*Node]int{}
+	for range 40000 {
+		counts[c.PickReplica(0)]++
+	}
+	if share := float64(counts[nodes[2]]) / 40000; share < 0.72 || share > 0.78 {
+		t.Errorf("weights 1:3 before the round trips are known: shares %d and %d", counts[nodes[1]], counts[nodes[2]])
+	}
+	nodes[1].ObserveRTT(300 * time.Microsecond)
+	nodes[2].ObserveRTT(20 * time.Millisecond)
+	if n := c.PickReplica(0); n != nodes[1] {
+		t.Errorf("once known, idle reads go to the near replica, not %s", n.Name)
 	}
 }

@@ -65,6 +65,9 @@ type Node struct {
 // at the default interval, the last 0.4 s.
 const rttWindow = 16
 
+// rttMinSamples is how many round trips RTT needs to know one.
+const rttMinSamples = 4
+
 // ObserveRTT records a monitor round trip to the node.
 func (n *Node) ObserveRTT(d time.Duration) {
 	i := (n.rttNext.Add(1) - 1) % rttWindow
@@ -78,13 +81,18 @@ func (n *Node) LastRTT() time.Duration {
 	return time.Duration(n.rtts[i].Load())
 }
 
-// RTT is the shortest of the monitor's latest round trips to the node (0
-// before the first): the path's own latency. A mean would count the
+// RTT is the shortest of the monitor's latest round trips to the node: the
+// path's own latency. It is 0, unknown, until the monitor has made
+// rttMinSamples round trips: the first one or two on a busy machine can be
+// anything, and the balancer would let them outweigh the replicas' weights. A mean would count the
 // scheduling delays of a busy machine, which come and go, and make a
 // replica look farther than another that is as near, so that it got no
 // reads; the shortest round trip moves only when the path does (a
 // replica 200 ms away stays 200 ms away in every sample).
 func (n *Node) RTT() time.Duration {
+	if n.rttNext.Load() < rttMinSamples {
+		return 0
+	}
 	var m int64
 	for i := range n.rtts {
 		if v := n.rtts[i].Load(); v != 0 && (m == 0 || v < m) {

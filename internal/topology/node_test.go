@@ -301,6 +301,12 @@ func TestRTT(t *testing.T) {
 	if n.RTT() != 0 || n.LastRTT() != 0 {
 		t.Fatal("before any poll")
 	}
+	for range rttMinSamples - 1 {
+		n.ObserveRTT(time.Millisecond)
+	}
+	if n.RTT() != 0 || n.LastRTT() != time.Millisecond {
+		t.Errorf("after %d polls: %v, last %v; want unknown and 1ms", rttMinSamples-1, n.RTT(), n.LastRTT())
+	}
 	for i := range 40 {
 		d := 300 * time.Microsecond
 		if i%3 == 0 {
