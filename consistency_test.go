@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -429,6 +430,47 @@ func TestReplicaWait(t *testing.T) {
 	}
 	if got < v || !rec {
 		t.Errorf("read %d (wrote %d), on a replica: %v; routes %+v", got, v, rec, db.Stats().Routes)
+	}
+}
+
+// TestReplicaWaitHurries: a read waiting for a replica that replays at once
+// is served by it as soon as it has replayed, not at the monitor's next
+// regular poll (2 s away here, longer than the read may wait): the
+// monitor polls the replicas every millisecond while reads wait.
+func TestReplicaWaitHurries(t *testing.T) {
+	ctx := testCtx(t)
+	c := laggingLab(t, 1, 0)
+	db := openDB(t, c, func(cfg *switchyard.Config) {
+		cfg.MonitorInterval, cfg.ReplicaWait = 2*time.Second, time.Second
+	})
+	waitCaughtUp(t, c, db)
+	const rounds = 20
+	var waits []time.Duration
+	for i := range rounds {
+		s := switchyard.WithSession(ctx)
+		var v, got int64
+		var rec bool
+		if err := db.QueryRow(s, "UPDATE counters SET v = v + 1 WHERE id = 0 RETURNING v").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		// The first read takes the write's position on the primary; the
+		// next waits for the replica.
+		if err := db.QueryRow(s, "SELECT v FROM counters WHERE id = 0").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := db.QueryRow(s, "SELECT v, pg_is_in_recovery() FROM counters WHERE id = 0").Scan(&got, &rec); err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, time.Since(start))
+		if got < v || !rec {
+			t.Fatalf("round %d: read %d (wrote %d), on a replica: %v; routes %+v", i, got, v, rec, db.Stats().Routes)
+		}
+	}
+	slices.Sort(waits)
+	t.Logf("%d reads waited for the replica: median %v, slowest %v; routes %+v", rounds, waits[rounds/2], waits[rounds-1], db.Stats().Routes)
+	if w := db.Stats().Routes.Waited; w < rounds {
+		t.Errorf("%d reads waited, want %d", w, rounds)
 	}
 }
 

@@ -40,11 +40,13 @@ type Cluster struct {
 	OnDown func(*Node)
 
 	primary atomic.Pointer[Node]
+	waiting atomic.Int32 // reads waiting in WaitReplica
 
 	mu        sync.Mutex
 	events    []Event // the latest state changes, a ring, oldest at nextEvent
 	nextEvent int
 	changed   chan struct{} // closed and replaced on every change worth waiting for
+	hurry     chan struct{} // closed and replaced when a read starts waiting for a replica
 	history   []sample      // the primary's insert position over time, a ring, oldest at next
 	next      int
 }
@@ -98,7 +100,7 @@ const historySize = 4096
 
 // NewCluster makes a cluster of nodes whose primary is nodes[0].
 func NewCluster(name string, index int, nodes []*Node) *Cluster {
-	c := &Cluster{Name: name, Index: index, Nodes: nodes, changed: make(chan struct{})}
+	c := &Cluster{Name: name, Index: index, Nodes: nodes, changed: make(chan struct{}), hurry: make(chan struct{})}
 	for _, n := range nodes {
 		n.cluster = c
 	}
@@ -230,15 +232,43 @@ func (c *Cluster) WaitPrimary(ctx context.Context, stop <-chan struct{}, timeout
 }
 
 // WaitReplica waits up to timeout for a healthy replica to have replayed
-// need, as the monitor sees it, and returns it (nil if none came).
+// need, as the monitor sees it, and returns it (nil if none came). While
+// it waits, the monitor polls the replicas every HurryInterval instead of
+// every interval: a replica replays a write within a millisecond or two,
+// and the read should not wait for the next regular poll to learn so.
 func (c *Cluster) WaitReplica(ctx context.Context, stop <-chan struct{}, timeout time.Duration, need lsn.LSN) *Node {
-	return c.wait(ctx, stop, timeout, func() *Node {
+	ready := func() *Node {
 		if _, healthy := c.Replicas(); healthy == 0 {
 			return nil
 		}
 		return c.PickReplica(need)
-	})
+	}
+	if n := ready(); n != nil || timeout <= 0 {
+		return n
+	}
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
+	c.mu.Lock()
+	close(c.hurry)
+	c.hurry = make(chan struct{})
+	c.mu.Unlock()
+	return c.wait(ctx, stop, timeout, ready)
 }
+
+// HurryInterval is how often the monitor polls the replicas while a read
+// waits for one of them to catch up (Cluster.WaitReplica).
+const HurryInterval = time.Millisecond
+
+// Hurried returns a channel that is closed when the next read starts
+// waiting for a replica to catch up.
+func (c *Cluster) Hurried() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hurry
+}
+
+// Waiting reports whether reads are waiting for a replica to catch up.
+func (c *Cluster) Waiting() bool { return c.waiting.Load() > 0 }
 
 // wait is the one way to wait for the cluster to reach a state: it calls
 // ready at once and after every change, until it returns a node or time is

@@ -120,8 +120,13 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 	}()
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
+	soon := time.NewTimer(HurryInterval)
+	defer soon.Stop()
 	timeout := m.pollTimeout(n)
 	for {
+		// Taken before the poll, so that a read that starts waiting
+		// while it runs is not missed.
+		hurry := m.cluster.Hurried()
 		err := m.poll(ctx, n, cfg, &conn, timeout)
 		timeout = m.nextPollTimeout(n, timeout, err)
 		if err != nil && ctx.Err() == nil {
@@ -134,10 +139,29 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 			}
 			n.SetWritable(false)
 		}
+		// A replica that answers is polled every HurryInterval while reads
+		// wait for one to catch up, and at once when one starts waiting.
+		// A node that does not answer, or the primary, waits for the
+		// ticker: reads waiting for replicas must not turn into a storm of
+		// connection attempts.
+		replica := err == nil && n != m.cluster.Primary()
+		if !replica {
+			hurry = nil
+		}
+		if replica && m.cluster.Waiting() {
+			soon.Reset(HurryInterval)
+			select {
+			case <-ctx.Done():
+				return
+			case <-soon.C:
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-hurry:
 		}
 	}
 }

@@ -164,6 +164,61 @@ func TestMonitor(t *testing.T) {
 	}
 }
 
+// TestMonitorHurries: a read that waits for a replica to catch up does not
+// wait for the next regular poll (an hour away here): the replicas are
+// polled every HurryInterval while it waits, the primary is not, and once
+// no read waits the polls stop.
+func TestMonitorHurries(t *testing.T) {
+	ps := newPollServer(t, false, 0x300)
+	rs := newPollServer(t, true, 0x100)
+	c := newTestCluster(1)
+	var configs []*pgconn.Config
+	for _, s := range []*pollServer{ps, rs} {
+		cfg, err := pgconn.ParseConfig(s.ConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs = append(configs, cfg)
+	}
+	m := StartMonitor(c, configs, time.Hour, discard, nil)
+	defer m.Close()
+	r := c.Nodes[1]
+	eventually(t, "the first polls", func() bool { return r.Position() == 0x100 && c.Nodes[0].Position() == 0x300 })
+	primaryPolls := ps.Queries()
+
+	got := make(chan *Node)
+	go func() { got <- c.WaitReplica(context.Background(), nil, 10*time.Second, 0x200) }()
+	polls := rs.Queries()
+	eventually(t, "hurried polls", func() bool { return c.Waiting() && rs.Queries() > polls+3 })
+	rs.pos.Store(0x200)
+	if n := <-got; n != r {
+		t.Fatalf("the wait returned %v, want the replica once it replayed 0x200", n)
+	}
+	if c.Waiting() {
+		t.Error("still waiting after WaitReplica returned")
+	}
+	if n := ps.Queries(); n != primaryPolls {
+		t.Errorf("the primary was polled %d times more while a read waited for a replica", n-primaryPolls)
+	}
+	// Polls every HurryInterval would be dozens in 100 ms; a busy machine
+	// only makes fewer.
+	polls = rs.Queries()
+	time.Sleep(100 * time.Millisecond)
+	if n := rs.Queries() - polls; n > 3 {
+		t.Errorf("%d polls of the replica in 100 ms after the wait ended", n)
+	}
+	// A caught-up replica is returned without waiting or hurrying.
+	hurry := c.Hurried()
+	if n := c.WaitReplica(context.Background(), nil, time.Second, 0x200); n != r {
+		t.Errorf("caught up: %v", n)
+	}
+	select {
+	case <-hurry:
+		t.Error("a read that did not wait hurried the monitor")
+	default:
+	}
+}
+
 func TestMonitorUnreachableAndDefaultRedact(t *testing.T) {
 	s := newPollServer(t, true, 1)
 	cfg, _ := pgconn.ParseConfig(s.ConnString())
