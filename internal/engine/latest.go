@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -36,11 +37,18 @@ type fetch struct {
 // PlanRead does, needing that position too: a replica that has replayed
 // it, or one that proves so in the read's round trip, or (after
 // ReplicaWait) the primary.
+//
+// With no replica in rotation and none to wait for, the read goes to the
+// primary without the position query: the primary has everything, and the
+// query would only cost a round trip.
 func (e *Engine) PlanLatest(ctx context.Context, p *Plan, o *Options, c *topology.Cluster, lend Lender) error {
 	began := time.Now()
-	l, err := e.latestPosition(ctx, c, began, lend)
-	if err != nil {
-		return err
+	l := primaryOnly
+	if e.replicaMayServe(c) {
+		var err error
+		if l, err = e.latestPosition(ctx, c, began, lend); err != nil {
+			return err
+		}
 	}
 	e.bind(p, o, c)
 	p.Policy = PolicyRead
@@ -49,16 +57,33 @@ func (e *Engine) PlanLatest(ctx context.Context, p *Plan, o *Options, c *topolog
 	return nil
 }
 
+// primaryOnly is the position of a Latest read that did not ask the
+// primary for one: only the primary serves it, even if a replica comes
+// back before it is routed.
+const primaryOnly = lsn.LSN(math.MaxUint64)
+
+// replicaMayServe reports whether a Latest read on c could run on a
+// replica: one is in rotation, or reads may wait (ReplicaWait) for one to
+// come back.
+func (e *Engine) replicaMayServe(c *topology.Cluster) bool {
+	_, healthy := c.Replicas()
+	return healthy > 0 || e.cfg.ReplicaWait > 0
+}
+
 // PlanTxLatest plans the BEGIN of a read-only transaction that sees every
 // transaction committed anywhere before it began, as PlanLatest does for a
 // read: the primary's position first, then PlanTx's read-only plan, which
 // needs that position too (a replica that has replayed it, else the
-// primary).
+// primary). With no replica in rotation and none to wait for, it skips the
+// position query as PlanLatest does.
 func (e *Engine) PlanTxLatest(ctx context.Context, p *Plan, o *Options, c *topology.Cluster, lend Lender) error {
 	began := time.Now()
-	l, err := e.latestPosition(ctx, c, began, lend)
-	if err != nil {
-		return err
+	l := primaryOnly
+	if e.replicaMayServe(c) {
+		var err error
+		if l, err = e.latestPosition(ctx, c, began, lend); err != nil {
+			return err
+		}
 	}
 	e.planTx(ctx, p, o, c, true, false, l, began.UnixNano())
 	return nil

@@ -371,3 +371,51 @@ func TestPlanTxLatest(t *testing.T) {
 		})
 	})
 }
+
+// With no replica in rotation and none to wait for, a Latest read or
+// read-only transaction goes to the primary without asking it its position
+// first; with ReplicaWait it asks, since a replica may come back in time.
+// A replica that comes back after the decision does not get the read.
+func TestPlanLatestNoReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLatest(t, 1, Config{}, false, position(0x3000000))
+		r := replica(l.e, 1)
+		at(r, 0x3000000, time.Now())
+		r.SetCheckSafe(true)
+		r.MarkDown(time.Now())
+		p, err := l.plan(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, p, primary(l.e), ReasonNoReplica, BeforeNone, AfterNone)
+		tx := new(Plan)
+		if err := l.e.PlanTxLatest(context.Background(), tx, nil, cluster(l.e), l.lend.lend); err != nil {
+			t.Fatal(err)
+		}
+		want(t, tx, primary(l.e), ReasonNoReplica, BeforeNone, AfterNone)
+		if !tx.ReadOnlyTx {
+			t.Error("the transaction is no longer read-only")
+		}
+		if n := l.asked.Load(); n != 0 {
+			t.Errorf("%d position queries with no replica to serve the reads", n)
+		}
+
+		// Decided before the replica came back: still the primary.
+		p = new(Plan)
+		l.e.bind(p, nil, cluster(l.e))
+		p.Policy, p.atLeast = PolicyRead, primaryOnly
+		r.MarkUp(time.Now().Add(time.Hour)) // past its ban
+		l.e.route(context.Background(), p)
+		want(t, p, primary(l.e), ReasonNotFresh, BeforeNone, AfterNone)
+
+		r.MarkDown(time.Now())
+		w := newLatest(t, 1, Config{ReplicaWait: time.Millisecond}, false, position(0x3000000))
+		replica(w.e, 1).MarkDown(time.Now())
+		if _, err := w.plan(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := w.asked.Load(); n != 1 {
+			t.Errorf("with ReplicaWait: %d position queries, want 1", n)
+		}
+	})
+}

@@ -186,6 +186,9 @@ func (e *Engine) route(ctx context.Context, p *Plan) {
 		p.Node = c.Primary()
 		p.Reason = e.noReplicaReason(c)
 		return
+	case p.atLeast == primaryOnly:
+		e.toPrimary(p, e.noReplicaReason(c))
+		return
 	case (pos.dirty() || o.Global && p.global != nil && p.global.dirty()) && !latestCovers(p):
 		e.toPrimary(p, ReasonAfterWrite)
 		return
