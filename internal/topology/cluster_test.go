@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
@@ -456,5 +457,32 @@ func TestPickReplicaWeightsBeforeRTTKnown(t *testing.T) {
 	nodes[2].ObserveRTT(20 * time.Millisecond)
 	if n := c.PickReplica(0); n != nodes[1] {
 		t.Errorf("once known, idle reads go to the near replica, not %s", n.Name)
+	}
+}
+
+// TestWaited: a replica's move is worth a poll when it reaches what a
+// waiting read needs, and only while that read waits.
+func TestWaited(t *testing.T) {
+	c := newTestCluster(1)
+	at := func(n *Node, pos lsn.LSN) { n.SetPosition(pos, time.Now()) }
+	at(c.Nodes[1], 0x100)
+	done := make(chan *Node)
+	go func() { done <- c.WaitReplica(context.Background(), nil, 10*time.Second, 0x200) }()
+	eventually(t, "the read waiting", c.Waiting)
+	for _, w := range []struct {
+		from, to lsn.LSN
+		want     bool
+	}{{0x100, 0x1ff, false}, {0x100, 0x200, true}, {0x1ff, 0x300, true}, {0x200, 0x300, false}, {0x300, 0x100, false}} {
+		if got := c.Waited(w.from, w.to); got != w.want {
+			t.Errorf("Waited(%v, %v) = %v", w.from, w.to, got)
+		}
+	}
+	at(c.Nodes[1], 0x200)
+	c.notify()
+	if n := <-done; n != c.Nodes[1] {
+		t.Fatalf("the wait returned %v", n)
+	}
+	if c.Waiting() || c.Waited(0x100, 0x200) {
+		t.Error("a read that no longer waits still counts")
 	}
 }

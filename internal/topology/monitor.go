@@ -122,11 +122,13 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 	defer t.Stop()
 	soon := time.NewTimer(HurryInterval)
 	defer soon.Stop()
+	gap := HurryInterval
 	timeout := m.pollTimeout(n)
 	for {
 		// Taken before the poll, so that a read that starts waiting
 		// while it runs is not missed.
 		hurry := m.cluster.Hurried()
+		from := n.Position()
 		err := m.poll(ctx, n, cfg, &conn, timeout)
 		timeout = m.nextPollTimeout(n, timeout, err)
 		if err != nil && ctx.Err() == nil {
@@ -139,17 +141,23 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 			}
 			n.SetWritable(false)
 		}
-		// A replica that answers is polled every HurryInterval while reads
-		// wait for one to catch up, and at once when one starts waiting.
-		// A node that does not answer, or the primary, waits for the
-		// ticker: reads waiting for replicas must not turn into a storm of
-		// connection attempts.
+		// A replica that answers is polled at once when a read starts
+		// waiting for one to catch up, and while reads wait, again after
+		// HurryInterval if the poll reached what one of them needed, twice
+		// as late as last time if not (up to HurryMaxGap). A node that
+		// does not answer, or the primary, waits for the ticker: reads
+		// waiting for replicas must not turn into a storm of connection
+		// attempts.
 		replica := err == nil && n != m.cluster.Primary()
 		if !replica {
 			hurry = nil
 		}
 		if replica && m.cluster.Waiting() {
-			soon.Reset(HurryInterval)
+			if m.cluster.Waited(from, n.Position()) {
+				gap = HurryInterval
+			}
+			soon.Reset(gap)
+			gap = min(2*gap, HurryMaxGap, m.interval)
 			select {
 			case <-ctx.Done():
 				return
@@ -157,6 +165,7 @@ func (m *Monitor) watch(ctx context.Context, n *Node, cfg *pgconn.Config) {
 			}
 			continue
 		}
+		gap = HurryInterval
 		select {
 		case <-ctx.Done():
 			return

@@ -166,8 +166,9 @@ func TestMonitor(t *testing.T) {
 
 // TestMonitorHurries: a read that waits for a replica to catch up does not
 // wait for the next regular poll (an hour away here): the replicas are
-// polled every HurryInterval while it waits, the primary is not, and once
-// no read waits the polls stop.
+// polled at once and soon after while it waits, the primary is not, polls
+// that reach nothing a read needs space out, and once no read waits the
+// polls stop.
 func TestMonitorHurries(t *testing.T) {
 	ps := newPollServer(t, false, 0x300)
 	rs := newPollServer(t, true, 0x100)
@@ -206,6 +207,16 @@ func TestMonitorHurries(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if n := rs.Queries() - polls; n > 3 {
 		t.Errorf("%d polls of the replica in 100 ms after the wait ended", n)
+	}
+	// A replica that does not reach what the read needs is polled half as
+	// often after each poll, up to every HurryMaxGap: at most 64 times in
+	// 300 ms, not 300.
+	polls = rs.Queries()
+	if n := c.WaitReplica(context.Background(), nil, 300*time.Millisecond, 0x900); n != nil {
+		t.Errorf("a wait for a position no replica has returned %v", n)
+	}
+	if n := rs.Queries() - polls; n > 300/int64(HurryMaxGap/time.Millisecond)+4 {
+		t.Errorf("%d polls of a replica that never caught up during a 300 ms wait", n)
 	}
 	// A caught-up replica is returned without waiting or hurrying.
 	hurry := c.Hurried()
