@@ -305,7 +305,11 @@ func TestRelayCloseLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Blackhole() // one connection held mid-query, one held before it reaches the server
-	go roundTrip(ctx, busy)
+	held := make(chan error, 1)
+	go func() {
+		_, err := roundTrip(ctx, busy)
+		held <- err
+	}()
 	pending := make(chan error, 1)
 	go func() {
 		conn, err := pgx.Connect(ctx, dsn)
@@ -326,6 +330,11 @@ func TestRelayCloseLeavesNothing(t *testing.T) {
 	}
 	if err := <-pending; err == nil {
 		t.Error("a connection held by the blackhole connected after Close")
+	}
+	// The query held mid-flight ends with its connection (a pgx.Conn is
+	// not for two goroutines at once: busy is closed only after it).
+	if err := <-held; err == nil {
+		t.Error("a query held by the blackhole succeeded after Close")
 	}
 	if n := r.Connections(); n != 0 {
 		t.Errorf("%d connections after Close", n)
