@@ -18,6 +18,10 @@ import (
 // first statement (which picks the server), and the COMMIT or ROLLBACK of
 // such a transaction that did nothing.
 func (s *session) answerLocally(ctx context.Context, r *round) (bool, error) {
+	if s.failed {
+		s.answerFailed(r)
+		return true, nil
+	}
 	if done := s.answerToken(ctx, r); done {
 		return true, nil
 	}
@@ -155,12 +159,80 @@ func (r *round) sqlOfRun() string { return r.runSQL[0] }
 // status is the client's transaction status as the proxy answers it.
 func (s *session) status() byte {
 	switch {
+	case s.failed:
+		return 'E'
 	case s.bound != nil:
 		return s.bound.conn.TxStatus()
 	case s.deferred != "":
 		return 'T'
 	}
 	return 'I'
+}
+
+// answerFailed answers a round trip of a client whose transaction block
+// lost its server connection (failTransaction), as PostgreSQL answers in a
+// failed transaction: a lone COMMIT, END, ROLLBACK or ABORT ends it, rolled
+// back (AND CHAIN begins another, with default modes: the failed one's
+// are not known here); preparing one of those is answered; anything else
+// is refused with 25P02 until then.
+func (s *session) answerFailed(r *round) {
+	exits := len(r.runs) <= 1
+	for _, st := range r.runs {
+		exits = exits && exitsTransaction(st)
+	}
+	for i, m := range r.msgs {
+		if _, ok := m.(*pgproto3.Parse); ok {
+			exits = exits && r.pst[i] != nil && exitsTransaction(r.pst[i].info)
+		}
+	}
+	switch {
+	case !exits:
+		s.refuseFailed(r, &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "25P02",
+			Message: "current transaction is aborted, commands ignored until end of transaction block",
+			Detail:  "switchyard proxy: the transaction's server connection was lost"})
+	case len(r.runs) == 0:
+		s.answerAll(r, "", 'E', nil) // Parse, Describe, Close, Sync
+	default:
+		s.failed = false
+		status := byte('I')
+		if r.runs[0].Effects&classify.EffectChain != 0 {
+			s.deferred, status = "BEGIN", 'T'
+		}
+		s.answerAll(r, "ROLLBACK", status, nil)
+	}
+}
+
+// exitsTransaction reports whether st is one statement that ends a
+// transaction: COMMIT, END, ROLLBACK or ABORT (AND CHAIN or not).
+func exitsTransaction(st *classify.Statement) bool {
+	return st != nil && st.Statements == 1 && st.Effects&(classify.EffectCommit|classify.EffectRollback) != 0 &&
+		st.Effects&^(classify.EffectCommit|classify.EffectRollback|classify.EffectChain) == 0
+}
+
+// refuseFailed answers each part of r up to a Sync with e (a part of nothing but
+// Flush gets nothing), and each Sync with ReadyForQuery in the failed
+// state.
+func (s *session) refuseFailed(r *round, e *pgproto3.ErrorResponse) {
+	s.lastState = 'E'
+	if r.query != nil {
+		s.send(e)
+		s.send(&pgproto3.ReadyForQuery{TxStatus: 'E'})
+		return
+	}
+	sent := false
+	for _, m := range r.msgs {
+		switch m.(type) {
+		case *pgproto3.Sync:
+			s.send(&pgproto3.ReadyForQuery{TxStatus: 'E'})
+			sent = false
+		case *pgproto3.Flush:
+		default:
+			if !sent {
+				s.send(e)
+				sent = true
+			}
+		}
+	}
 }
 
 // answerAll answers every message of r itself: as if each statement it
@@ -247,6 +319,7 @@ func (s *session) commit(ctx context.Context, r *round) error {
 	p.Finish(err)
 	var pgErr *pgconn.PgError
 	broken := err != nil && (errors.Is(err, engine.ErrCommitUnknown) || notCommitted(err) || !errors.As(err, &pgErr))
+	stateLost := broken && s.pinned
 	if !s.pinned || broken {
 		s.bound, s.pinned, s.portals, s.txWrites = nil, false, nil, false
 		s.plan.Finish(err)
@@ -269,6 +342,9 @@ func (s *session) commit(ctx context.Context, r *round) error {
 		s.answerAll(r, "", 'I', errorResponse(pgErr))
 	default:
 		s.answerAll(r, "", 'I', errorFor(err))
+	}
+	if stateLost {
+		return s.stateLost(err)
 	}
 	return nil
 }

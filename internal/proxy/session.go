@@ -50,6 +50,8 @@ type session struct {
 	listening     bool                    // the pinned session LISTENs
 	txWrites      bool                    // the open transaction is a read-write one on the primary
 	deferred      string                  // a BEGIN the proxy answered and holds back until the next statement
+	inTx          bool                    // the client was in a transaction block when the round trip under way began (or it begins one)
+	failed        bool                    // the client's transaction block lost its server connection: refused until it ends (answerFailed)
 	flushes       int                     // how often the client's output was written
 	checkPassed   bool                    // the round trip's freshness check said yes
 	captured      lsn.LSN                 // the round trip's capture
@@ -533,6 +535,7 @@ func (s *session) serve(ctx context.Context, msgs []pgproto3.FrontendMessage) er
 	if done, err := s.answerLocally(ctx, r); done || err != nil {
 		return err
 	}
+	s.inTx = s.deferred != "" || r.begins || s.bound != nil && s.bound.conn.TxStatus() != 'I'
 	if s.bound != nil {
 		return s.serveBound(ctx, r)
 	}
@@ -581,6 +584,7 @@ func (s *session) serveUnbound(ctx context.Context, r *round) error {
 	s.call = tripCall{}
 	if err != nil {
 		p.Finish(err)
+		s.failTransaction()
 		s.answerError(err, r)
 		return nil
 	}
@@ -660,12 +664,43 @@ func (s *session) serveBound(ctx context.Context, r *round) error {
 	t := s.call.res
 	s.call = tripCall{}
 	p.Finish(err)
+	if h := (*handled)(nil); errors.As(err, &h) && h.end {
+		return h.err
+	}
 	if err != nil {
+		pinned := s.pinned
 		s.lost(b, err)
+		if pinned {
+			return s.stateLost(err)
+		}
+		s.failTransaction()
 		s.answerError(err, r)
 		return nil
 	}
 	return s.settle(p, r, &t)
+}
+
+// failTransaction puts a client whose round trip failed on the proxy's side
+// (its server connection lost, no server to run it) inside a transaction
+// block into the failed state PostgreSQL would leave it in: what it sends
+// next is refused until it ends the transaction (answerFailed). Were the
+// rest of its transaction run, it would run outside any transaction, on
+// whichever server, while the first part was lost with the connection.
+func (s *session) failTransaction() {
+	if s.inTx {
+		s.failed, s.deferred, s.txWrites = true, "", false
+	}
+}
+
+// stateLost ends a client session whose server connection held session
+// state (SET, temporary tables, LISTEN, prepared statements of its own,
+// advisory locks, cursors WITH HOLD) and was lost: that state is gone, and
+// the client's next statements must not run without it, as they would on
+// another connection. The client sees what it would have seen connected to
+// the server directly: its connection closed.
+func (s *session) stateLost(err error) error {
+	s.sendFatal("08006", "switchyard proxy: the server connection that held this session's state (SET, temporary tables, LISTEN, advisory locks, cursors) was lost: "+s.srv.engine.Redact(err.Error()))
+	return fmt.Errorf("session state lost: %w", err)
 }
 
 // lost forgets a held connection that failed.
@@ -841,20 +876,28 @@ func (s *session) setBusy(b *backend) {
 // may or may not have run.
 func (s *session) fail(b *backend, p *engine.Plan, err error) error {
 	s.srv.engine.NodeDown(b.node, err)
+	pinned := s.bound == b && s.pinned
 	if s.bound == b {
 		s.bound, s.pinned = nil, false
 	}
 	b.destroy()
+	if pinned {
+		return &handled{err: s.stateLost(err), end: true}
+	}
+	s.failTransaction()
 	s.send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08007",
 		Message: "switchyard proxy: the connection to the server was lost during the statement; it may or may not have run",
 		Detail:  s.srv.engine.Redact(err.Error())})
-	s.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	return &handled{err}
+	s.send(&pgproto3.ReadyForQuery{TxStatus: s.status()})
+	return &handled{err: err}
 }
 
 // handled is a failure already answered to the client: the executor must
-// not run the round trip again.
-type handled struct{ err error }
+// not run the round trip again. With end, the client's session is over.
+type handled struct {
+	err error
+	end bool
+}
 
 func (h *handled) Error() string { return h.err.Error() }
 
@@ -868,8 +911,7 @@ func (e *notSent) SafeToRetry() bool { return true }
 // answerError tells the client that its round trip failed before any of it
 // was answered.
 func (s *session) answerError(err error, r *round) {
-	var h *handled
-	if errors.As(err, &h) {
+	if errors.As(err, new(*handled)) {
 		return
 	}
 	var pgErr *pgconn.PgError
@@ -885,11 +927,7 @@ func (s *session) answerError(err error, r *round) {
 	if !endsRound(r) {
 		return // a Flush: the error is all the client gets until its Sync
 	}
-	st := byte('I')
-	if s.bound != nil {
-		st = s.bound.conn.TxStatus()
-	}
-	s.send(&pgproto3.ReadyForQuery{TxStatus: st})
+	s.send(&pgproto3.ReadyForQuery{TxStatus: s.status()})
 }
 
 func endsRound(r *round) bool {

@@ -1,0 +1,161 @@
+package proxy_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// lostLab is a proxy whose connections to the primary pass through a
+// relay that the test can reset, and a table to write.
+func lostLab(t *testing.T) (*running, func()) {
+	t.Helper()
+	c := laggingLab(t, 0)
+	if err := c.Primary().Exec(testCtx(t), "CREATE TABLE lost (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	relay := c.Primary().NewRelay(t)
+	p := startProxyOn(t, []string{relay.DSN(), c.Replicas()[0].DSN()})
+	p.lab = c
+	return p, relay.ResetAll
+}
+
+// lostRows are the ids in table lost, on the primary.
+func lostRows(t *testing.T, p *running) []int {
+	t.Helper()
+	conn, err := p.lab.Primary().Connect(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(testCtx(t))
+	ids, err := pgx.CollectRows(must(conn.Query(testCtx(t), "SELECT id FROM lost ORDER BY id")), pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// TestLostTransactionIsNotSplit: when the server connection of a client's
+// open transaction is lost (a network reset here; a primary that dies does
+// the same), the client is told, and the rest of its transaction is not
+// run outside it on another connection: its statements are refused as in
+// a failed transaction (25P02), a Parse too (pgbench -M prepared ignores a
+// failed prepare and runs the statement anyway: found so, under a
+// failover, with half a pgbench transaction committed), until it ends the
+// transaction, which is rolled back; then the connection serves again.
+func TestLostTransactionIsNotSplit(t *testing.T) {
+	p, reset := lostLab(t)
+	ctx := testCtx(t)
+	client := p.connect(t)
+	tx, err := client.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO lost VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	reset()
+	_, err = tx.Exec(ctx, "INSERT INTO lost VALUES (2)")
+	if code := sqlState(err); code != "08007" && code != "08006" {
+		t.Fatalf("the statement whose connection was lost: %v, want 08007 or 08006", err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO lost VALUES (3)"); sqlState(err) != "25P02" {
+		t.Errorf("the next statement of the transaction: %v, want 25P02", err)
+	}
+	pc := client.PgConn()
+	if _, err := pc.Prepare(ctx, "ins", "INSERT INTO lost VALUES ($1)", nil); sqlState(err) != "25P02" {
+		t.Errorf("a Parse in the failed transaction: %v, want 25P02", err)
+	}
+	if _, err := pc.Exec(ctx, "SELECT 1").ReadAll(); sqlState(err) != "25P02" {
+		t.Errorf("a simple query in the failed transaction: %v, want 25P02", err)
+	}
+	if s := pc.TxStatus(); s != 'E' {
+		t.Errorf("transaction status %q, want E", s)
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
+		t.Errorf("COMMIT of the failed transaction: %v, want it rolled back", err)
+	}
+	if s := pc.TxStatus(); s != 'I' {
+		t.Errorf("after COMMIT: transaction status %q, want I", s)
+	}
+	if _, err := client.Exec(ctx, "INSERT INTO lost VALUES (4)"); err != nil {
+		t.Fatalf("after the failed transaction ended: %v", err)
+	}
+	if ids := lostRows(t, p); !slices.Equal(ids, []int{4}) {
+		t.Errorf("rows %v, want [4]: none of the lost transaction's", ids)
+	}
+
+	// The same with the extended protocol's ROLLBACK, and with the
+	// transaction's BEGIN still held back by the proxy when its first
+	// statement fails.
+	tx, err = client.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO lost VALUES (5)"); err != nil {
+		t.Fatal(err)
+	}
+	reset()
+	tx.Exec(ctx, "INSERT INTO lost VALUES (6)")
+	if _, err := tx.Exec(ctx, "INSERT INTO lost VALUES (7)", pgx.QueryExecModeExec); sqlState(err) != "25P02" {
+		t.Errorf("extended protocol in the failed transaction: %v, want 25P02", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Errorf("ROLLBACK of the failed transaction: %v", err)
+	}
+	if ids := lostRows(t, p); !slices.Equal(ids, []int{4}) {
+		t.Errorf("rows %v, want [4]", ids)
+	}
+}
+
+// TestLostSessionStateEndsTheClient: a client pinned to a server
+// connection by session state (here SET) whose connection is lost has its
+// own connection closed, as it would be connected directly: its next
+// statements must not run on another connection without that state.
+func TestLostSessionStateEndsTheClient(t *testing.T) {
+	p, reset := lostLab(t)
+	ctx := testCtx(t)
+	client := p.connect(t)
+	if _, err := client.Exec(ctx, "SET application_name = 'pinned'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Exec(ctx, "INSERT INTO lost VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	reset()
+	_, err := client.Exec(ctx, "INSERT INTO lost VALUES (2)")
+	if err == nil {
+		t.Fatal("a statement on the lost connection succeeded")
+	}
+	if !client.IsClosed() {
+		if _, err := client.Exec(ctx, "INSERT INTO lost VALUES (3)"); err == nil {
+			t.Errorf("after its session state was lost, the client's statements still run")
+		}
+	}
+	if ids := lostRows(t, p); slices.Contains(ids, 3) {
+		t.Errorf("rows %v: a statement ran without the session's state", ids)
+	}
+	again := p.connect(t)
+	var name string
+	if err := again.QueryRow(ctx, "SELECT current_setting('application_name')").Scan(&name); err != nil || name == "pinned" {
+		t.Errorf("a new connection: %q, %v", name, err)
+	}
+}
