@@ -68,7 +68,9 @@ another; replica share is judged by the server that answered
 disable_load_balance_on_write: transaction, trans_transaction,
 dml_adaptive, always; switchyard proxy also with --consistency
 connection (each client connection a session of its own, so a session's
-reads on another connection than its writes are not covered).
+reads on another connection than its writes are not covered), and with
+--replica-wait 25ms (a read that no replica has caught up for waits for
+one, instead of going to the primary).
 
 The tools' settings: pgbouncer: pool_mode = transaction,
 default_pool_size = 20, max_client_conn = 200, auth_type = trust. pgpool-II:
@@ -88,7 +90,7 @@ and a CPU profile of it is saved in DIR for each of its pgbench runs
 (go tool pprof DIR/FILE).
 
 With the defaults, --proxies takes about ten minutes (4 workloads x 4 arms
-x 3 rounds x 10s, then 16 staleness runs of 6s).
+x 3 rounds x 10s, then 18 staleness runs of 6s).
 
 Everything it started is stopped and removed at the end (also on Ctrl-C).
 

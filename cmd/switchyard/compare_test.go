@@ -245,7 +245,7 @@ func TestCompareProxies(t *testing.T) {
 		t.Errorf("%d rows in the throughput table, want %d", len(bench), 4*len(arms))
 	}
 
-	targets := []string{"direct to the primary", "switchyard proxy", "switchyard proxy, connection"}
+	targets := []string{"direct to the primary", "switchyard proxy", "switchyard proxy, connection", "switchyard proxy, replica-wait 25ms"}
 	if slices.Contains(arms, "pgbouncer") {
 		targets = append(targets, "pgbouncer")
 	}

@@ -39,7 +39,7 @@ import (
 //     the writes and the reads on two connections, judged by the server
 //     that answered (inet_server_port()); pgpool-II once for each value of
 //     its disable_load_balance_on_write, switchyard proxy also with
-//     --consistency connection.
+//     --consistency connection and with --replica-wait.
 
 // ProxyOptions shape RunProxies. Zero values take the defaults.
 type ProxyOptions struct {
@@ -104,7 +104,15 @@ const (
 	// SwitchyardProxyConnName is switchyard proxy with --consistency
 	// connection, in the staleness tables.
 	SwitchyardProxyConnName = "switchyard proxy, connection"
+	// SwitchyardProxyWaitName is switchyard proxy with --replica-wait
+	// (ProxyReplicaWait), in the staleness tables.
+	SwitchyardProxyWaitName = "switchyard proxy, replica-wait 25ms"
 )
+
+// ProxyReplicaWait is how long switchyard proxy's reads may wait for a
+// replica in the staleness workload's arm SwitchyardProxyWaitName: a little
+// more than the nearer replica's delay.
+const ProxyReplicaWait = "25ms"
 
 // BenchRow is one arm's figures for one workload.
 type BenchRow struct {
@@ -264,7 +272,8 @@ func RunProxies(ctx context.Context, c Cluster, o ProxyOptions) (rep *ProxyRepor
 	rep.Commands = append(rep.Commands, fmt.Sprintf("%s: switchyard proxy --primary PRIMARY --replica REPLICA1 --replica REPLICA2 "+
 		"--listen 127.0.0.1:PORT --log-level warn --shutdown-grace 2s%s, as a process of its own; its defaults otherwise "+
 		"(--consistency global, --pool-size 20, --procs a quarter of the CPUs, at least 1); for the staleness workload also with "+
-		"--consistency connection (each client connection a session of its own), as %q", SwitchyardProxyName, admin, SwitchyardProxyConnName))
+		"--consistency connection (each client connection a session of its own), as %q, and with --replica-wait %s (a read that no replica has caught up for waits for one), as %q",
+		SwitchyardProxyName, admin, SwitchyardProxyConnName, ProxyReplicaWait, SwitchyardProxyWaitName))
 
 	logs, err := w.sub("pgbench", account{})
 	if err != nil {
@@ -334,6 +343,19 @@ func RunProxies(ctx context.Context, c Cluster, o ProxyOptions) (rep *ProxyRepor
 	err = stale(SwitchyardProxyConnName, spc.server)
 	spc.stop()
 	o.Logf("stopped %s", spc.name)
+	if err != nil {
+		return nil, err
+	}
+	// And global mode with reads that wait for a replica to catch up
+	// instead of going to the primary after a write.
+	o.Logf("starting switchyard proxy --replica-wait %s", ProxyReplicaWait)
+	spw, err := startSwitchyard(ctx, w, o.Tools.Switchyard, c.Primary, c.Replicas, false, "--replica-wait", ProxyReplicaWait)
+	if err != nil {
+		return nil, err
+	}
+	err = stale(SwitchyardProxyWaitName, spw.server)
+	spw.stop()
+	o.Logf("stopped %s", spw.name)
 	if err != nil {
 		return nil, err
 	}
