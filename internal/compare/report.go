@@ -38,7 +38,8 @@ func WriteProxyReport(w io.Writer, rep *ProxyReport) error {
 	b.WriteString(wrap("A read is stale if it returns less than its session wrote or read before; replica share is judged by the server that answered "+
 		"(inet_server_port()). Every client runs in autocommit, one round trip per statement (pgx's exec mode: extended protocol, unnamed statements). "+
 		"pgpool-II runs once per value of disable_load_balance_on_write (its name's second word); switchyard proxy with its default "+
-		"--consistency global, and with --consistency connection (each client connection a session of its own).", 78))
+		"--consistency global, with --consistency connection (each client connection a session of its own), and in global mode with --replica-wait "+
+		ProxyReplicaWait+" (a read that no replica has caught up for waits for one instead of going to the primary).", 78))
 	b.WriteString("\n\nEach session's writes and reads on one connection:\n")
 	if err := writeResults(&b, "target", rep.OneConn); err != nil {
 		return err
