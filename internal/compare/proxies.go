@@ -333,30 +333,26 @@ func RunProxies(ctx context.Context, c Cluster, o ProxyOptions) (rep *ProxyRepor
 			}
 		}
 	}
-	// switchyard proxy's other promise: each client connection a session
-	// of its own.
-	o.Logf("starting switchyard proxy --consistency connection")
-	spc, err := startSwitchyard(ctx, w, o.Tools.Switchyard, c.Primary, c.Replicas, false, "--consistency", "connection")
-	if err != nil {
+	// switchyard proxy with other flags, started for the staleness
+	// workload alone.
+	variant := func(name string, flags ...string) error {
+		o.Logf("starting switchyard proxy %s", strings.Join(flags, " "))
+		sp, err := startSwitchyard(ctx, w, o.Tools.Switchyard, c.Primary, c.Replicas, false, flags...)
+		if err != nil {
+			return err
+		}
+		err = stale(name, sp.server)
+		sp.stop()
+		o.Logf("stopped %s", sp.name)
+		return err
+	}
+	// Its other promise, each client connection a session of its own; and
+	// global mode with reads that wait for a replica to catch up instead of
+	// going to the primary after a write.
+	if err := variant(SwitchyardProxyConnName, "--consistency", "connection"); err != nil {
 		return nil, err
 	}
-	err = stale(SwitchyardProxyConnName, spc.server)
-	spc.stop()
-	o.Logf("stopped %s", spc.name)
-	if err != nil {
-		return nil, err
-	}
-	// And global mode with reads that wait for a replica to catch up
-	// instead of going to the primary after a write.
-	o.Logf("starting switchyard proxy --replica-wait %s", ProxyReplicaWait)
-	spw, err := startSwitchyard(ctx, w, o.Tools.Switchyard, c.Primary, c.Replicas, false, "--replica-wait", ProxyReplicaWait)
-	if err != nil {
-		return nil, err
-	}
-	err = stale(SwitchyardProxyWaitName, spw.server)
-	spw.stop()
-	o.Logf("stopped %s", spw.name)
-	if err != nil {
+	if err := variant(SwitchyardProxyWaitName, "--replica-wait", ProxyReplicaWait); err != nil {
 		return nil, err
 	}
 	return rep, nil
