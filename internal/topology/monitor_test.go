@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,28 +30,51 @@ type pollServer struct {
 
 func newPollServer(t *testing.T, inRecovery bool, pos lsn.LSN) *pollServer {
 	t.Helper()
-	s := &pollServer{}
-	s.inRecovery.Store(inRecovery)
-	s.pos.Store(uint64(pos))
-	srv, err := pgscript.Start(func(q pgscript.Query) pgscript.Reply {
-		if r := s.fail.Load(); r != nil {
-			return *r
-		}
-		if q.SQL != PollQuery {
-			return pgscript.Fail("42601", "unexpected")
-		}
-		tli := 1
-		if s.inRecovery.Load() {
-			tli = 0
-		}
-		return pgscript.Row(s.inRecovery.Load(), lsn.LSN(s.pos.Load()).String(), tli, "read committed", "0.001", false)
-	})
+	s := newPollScript(inRecovery, pos)
+	srv, err := pgscript.Start(s.answer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
 	s.Server = srv
 	return s
+}
+
+// newMemPollServer is a pollServer in memory, for a synctest bubble;
+// config dials it.
+func newMemPollServer(t *testing.T, inRecovery bool, pos lsn.LSN) (*pollServer, *pgconn.Config) {
+	t.Helper()
+	s := newPollScript(inRecovery, pos)
+	s.Server = pgscript.NewServer(pgscript.Config{Handler: s.answer})
+	t.Cleanup(s.Close)
+	cfg, err := pgconn.ParseConfig(s.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DialFunc = s.Dial
+	return s, cfg
+}
+
+func newPollScript(inRecovery bool, pos lsn.LSN) *pollServer {
+	s := &pollServer{}
+	s.inRecovery.Store(inRecovery)
+	s.pos.Store(uint64(pos))
+	return s
+}
+
+// answer answers PollQuery with the server's state, or fails as told.
+func (s *pollServer) answer(q pgscript.Query) pgscript.Reply {
+	if r := s.fail.Load(); r != nil {
+		return *r
+	}
+	if q.SQL != PollQuery {
+		return pgscript.Fail("42601", "unexpected")
+	}
+	tli := 1
+	if s.inRecovery.Load() {
+		tli = 0
+	}
+	return pgscript.Row(s.inRecovery.Load(), lsn.LSN(s.pos.Load()).String(), tli, "read committed", "0.001", false)
 }
 
 func (s *pollServer) failWith(r *pgscript.Reply) { s.fail.Store(r) }
@@ -168,66 +192,69 @@ func TestMonitor(t *testing.T) {
 // wait for the next regular poll (an hour away here): the replicas are
 // polled at once and soon after while it waits, the primary is not, polls
 // that reach nothing a read needs space out, and once no read waits the
-// polls stop.
+// polls stop. In a synctest bubble, on servers in memory: the counts are
+// exact, whatever else the machine does.
 func TestMonitorHurries(t *testing.T) {
-	ps := newPollServer(t, false, 0x300)
-	rs := newPollServer(t, true, 0x100)
-	c := newTestCluster(1)
-	var configs []*pgconn.Config
-	for _, s := range []*pollServer{ps, rs} {
-		cfg, err := pgconn.ParseConfig(s.ConnString())
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		ps, pcfg := newMemPollServer(t, false, 0x300)
+		rs, rcfg := newMemPollServer(t, true, 0x100)
+		c := newTestCluster(1)
+		m := StartMonitor(c, []*pgconn.Config{pcfg, rcfg}, time.Hour, discard, nil)
+		defer m.Close()
+		synctest.Wait()
+		r := c.Nodes[1]
+		if r.Position() != 0x100 || c.Nodes[0].Position() != 0x300 {
+			t.Fatalf("first polls: %v %v", c.Nodes[0].Position(), r.Position())
 		}
-		configs = append(configs, cfg)
-	}
-	m := StartMonitor(c, configs, time.Hour, discard, nil)
-	defer m.Close()
-	r := c.Nodes[1]
-	eventually(t, "the first polls", func() bool { return r.Position() == 0x100 && c.Nodes[0].Position() == 0x300 })
-	primaryPolls := ps.Queries()
+		primaryPolls, polls := ps.Queries(), rs.Queries()
 
-	got := make(chan *Node)
-	go func() { got <- c.WaitReplica(context.Background(), nil, 10*time.Second, 0x200) }()
-	polls := rs.Queries()
-	eventually(t, "hurried polls", func() bool { return c.Waiting() && rs.Queries() > polls+3 })
-	rs.pos.Store(0x200)
-	if n := <-got; n != r {
-		t.Fatalf("the wait returned %v, want the replica once it replayed 0x200", n)
-	}
-	if c.Waiting() {
-		t.Error("still waiting after WaitReplica returned")
-	}
-	if n := ps.Queries(); n != primaryPolls {
-		t.Errorf("the primary was polled %d times more while a read waited for a replica", n-primaryPolls)
-	}
-	// Polls every HurryInterval would be dozens in 100 ms; a busy machine
-	// only makes fewer.
-	polls = rs.Queries()
-	time.Sleep(100 * time.Millisecond)
-	if n := rs.Queries() - polls; n > 3 {
-		t.Errorf("%d polls of the replica in 100 ms after the wait ended", n)
-	}
-	// A replica that does not reach what the read needs is polled half as
-	// often after each poll, up to every HurryMaxGap: about 60 times in
-	// 300 ms (80 allowed), not 300.
-	polls = rs.Queries()
-	if n := c.WaitReplica(context.Background(), nil, 300*time.Millisecond, 0x900); n != nil {
-		t.Errorf("a wait for a position no replica has returned %v", n)
-	}
-	if n := rs.Queries() - polls; n > 300/int64(HurryMaxGap/time.Millisecond)+20 {
-		t.Errorf("%d polls of a replica that never caught up during a 300 ms wait", n)
-	}
-	// A caught-up replica is returned without waiting or hurrying.
-	hurry := c.Hurried()
-	if n := c.WaitReplica(context.Background(), nil, time.Second, 0x200); n != r {
-		t.Errorf("caught up: %v", n)
-	}
-	select {
-	case <-hurry:
-		t.Error("a read that did not wait hurried the monitor")
-	default:
-	}
+		got := make(chan *Node)
+		go func() { got <- c.WaitReplica(context.Background(), nil, 10*time.Second, 0x200) }()
+		time.Sleep(10 * time.Millisecond)
+		// At once, then 1, 3 and 7 ms later (pauses of 1, 2 and 4 ms): 4
+		// polls in 10 ms.
+		if n := rs.Queries() - polls; !c.Waiting() || n != 4 {
+			t.Errorf("waiting %v; %d polls of the replica in the first 10 ms of a wait, want 4", c.Waiting(), n)
+		}
+		rs.pos.Store(0x200)
+		if n := <-got; n != r {
+			t.Fatalf("the wait returned %v, want the replica once it replayed 0x200", n)
+		}
+		if c.Waiting() {
+			t.Error("still waiting after WaitReplica returned")
+		}
+		if n := ps.Queries(); n != primaryPolls {
+			t.Errorf("the primary was polled %d times more while a read waited for a replica", n-primaryPolls)
+		}
+		// The pause after the poll that released the read may end in one
+		// more poll; then the ticker's hour.
+		polls = rs.Queries()
+		time.Sleep(time.Minute)
+		if n := rs.Queries() - polls; n > 1 {
+			t.Errorf("%d polls of the replica in the minute after the wait ended", n)
+		}
+		// A replica that does not reach what the read needs is polled half
+		// as often after each poll, up to every HurryMaxGap: in 300 ms, at
+		// once, after 1, 3 and 7 ms, then every 5 ms to 297 ms: 62 polls, not 300.
+		polls = rs.Queries()
+		if n := c.WaitReplica(context.Background(), nil, 300*time.Millisecond, 0x900); n != nil {
+			t.Errorf("a wait for a position no replica has returned %v", n)
+		}
+		if n := rs.Queries() - polls; n != 62 {
+			t.Errorf("%d polls of a replica that never caught up during a 300 ms wait, want 62", n)
+		}
+		// A caught-up replica is returned without waiting or hurrying.
+		hurry := c.Hurried()
+		if n := c.WaitReplica(context.Background(), nil, time.Second, 0x200); n != r {
+			t.Errorf("caught up: %v", n)
+		}
+		select {
+		case <-hurry:
+			t.Error("a read that did not wait hurried the monitor")
+		default:
+		}
+		m.Close()
+	})
 }
 
 func TestMonitorUnreachableAndDefaultRedact(t *testing.T) {
