@@ -101,6 +101,30 @@ func TestLostTransactionIsNotSplit(t *testing.T) {
 	if ids := lostRows(t, p); ids != "4" {
 		t.Errorf("rows %s, want 4", ids)
 	}
+
+	// ROLLBACK AND CHAIN ends the failed transaction and begins another,
+	// which runs and commits as any.
+	exec := func(sql string) error { _, err := pc.Exec(ctx, sql).ReadAll(); return err }
+	if err := exec("BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("INSERT INTO lost VALUES (8)"); err != nil {
+		t.Fatal(err)
+	}
+	reset()
+	exec("INSERT INTO lost VALUES (9)")
+	if err := exec("ROLLBACK AND CHAIN"); err != nil || pc.TxStatus() != 'T' {
+		t.Fatalf("ROLLBACK AND CHAIN of the failed transaction: %v, status %q, want T", err, pc.TxStatus())
+	}
+	if err := exec("INSERT INTO lost VALUES (10)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("COMMIT"); err != nil || pc.TxStatus() != 'I' {
+		t.Fatalf("COMMIT of the chained transaction: %v, status %q", err, pc.TxStatus())
+	}
+	if ids := lostRows(t, p); ids != "4,10" {
+		t.Errorf("rows %s, want 4,10", ids)
+	}
 }
 
 // TestLostSessionStateEndsTheClient: a client pinned to a server
@@ -130,6 +154,29 @@ func TestLostSessionStateEndsTheClient(t *testing.T) {
 	if ids := lostRows(t, p); strings.Contains(ids, "3") {
 		t.Errorf("rows %s: a statement ran without the session's state", ids)
 	}
+
+	// Lost during the COMMIT of a transaction of a pinned client: the
+	// COMMIT is answered (its outcome, or 08007), then the client's
+	// connection is closed likewise.
+	pinned := p.connect(t)
+	for _, sql := range []string{"SET application_name = 'pinned'", "BEGIN", "INSERT INTO lost VALUES (5)"} {
+		if _, err := pinned.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reset()
+	if _, err := pinned.Exec(ctx, "COMMIT"); err == nil {
+		t.Error("COMMIT on a lost connection succeeded")
+	}
+	if !pinned.IsClosed() {
+		if _, err := pinned.Exec(ctx, "INSERT INTO lost VALUES (6)"); err == nil {
+			t.Errorf("after its session state was lost in COMMIT, the client's statements still run")
+		}
+	}
+	if ids := lostRows(t, p); strings.Contains(ids, "6") {
+		t.Errorf("rows %s: a statement ran without the session's state", ids)
+	}
+
 	again := p.connect(t)
 	var name string
 	if err := again.QueryRow(ctx, "SELECT current_setting('application_name')").Scan(&name); err != nil || name == "pinned" {
