@@ -486,3 +486,20 @@ func TestWaited(t *testing.T) {
 		t.Error("a read that no longer waits still counts")
 	}
 }
+
+// BenchmarkPickReplica: the balancer's pick among two replicas with known
+// round trips, as every replica read makes it.
+func BenchmarkPickReplica(b *testing.B) {
+	c := newTestCluster(2)
+	for _, n := range c.Nodes[1:] {
+		for range rttMinSamples {
+			n.ObserveRTT(300 * time.Microsecond)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.PickReplica(0) == nil {
+			b.Fatal("no replica")
+		}
+	}
+}

@@ -55,7 +55,8 @@ type Node struct {
 
 	rtts            [rttWindow]atomic.Int64 // the monitor's latest round trips to it, nanoseconds
 	rttNext         atomic.Uint32
-	readOnlyDefault atomic.Bool // default_transaction_read_only, as last polled
+	rttMin          atomic.Int64 // the shortest of rtts, kept by ObserveRTT for RTT (read on every replica pick)
+	readOnlyDefault atomic.Bool  // default_transaction_read_only, as last polled
 
 	latency    [len(LatencyBounds) + 1]atomic.Uint64 // statements by duration bucket
 	latencySum atomic.Int64                          // nanoseconds
@@ -68,10 +69,20 @@ const rttWindow = 16
 // rttMinSamples is how many round trips RTT needs to know one.
 const rttMinSamples = 4
 
-// ObserveRTT records a monitor round trip to the node.
+// ObserveRTT records a monitor round trip to the node. Only the node's
+// monitor calls it, one poll after another; it keeps the window's shortest
+// round trip, so that RTT, read on every replica pick, is one load.
 func (n *Node) ObserveRTT(d time.Duration) {
-	i := (n.rttNext.Add(1) - 1) % rttWindow
+	i := n.rttNext.Load() % rttWindow
 	n.rtts[i].Store(max(int64(d), 1))
+	var m int64
+	for j := range n.rtts {
+		if v := n.rtts[j].Load(); v != 0 && (m == 0 || v < m) {
+			m = v
+		}
+	}
+	n.rttMin.Store(m)
+	n.rttNext.Add(1)
 }
 
 // LastRTT is the monitor's latest round trip to the node (0 before the
@@ -93,13 +104,7 @@ func (n *Node) RTT() time.Duration {
 	if n.rttNext.Load() < rttMinSamples {
 		return 0
 	}
-	var m int64
-	for i := range n.rtts {
-		if v := n.rtts[i].Load(); v != 0 && (m == 0 || v < m) {
-			m = v
-		}
-	}
-	return time.Duration(m)
+	return time.Duration(n.rttMin.Load())
 }
 
 // LatencyBounds are the upper bounds of the buckets statements' durations
