@@ -41,7 +41,6 @@ type Cluster struct {
 	OnDown func(*Node)
 
 	primary atomic.Pointer[Node]
-	waiting atomic.Int32 // reads waiting in WaitReplica
 
 	mu        sync.Mutex
 	events    []Event // the latest state changes, a ring, oldest at nextEvent
@@ -250,7 +249,6 @@ func (c *Cluster) WaitReplica(ctx context.Context, stop <-chan struct{}, timeout
 	}
 	c.mu.Lock()
 	c.needs = append(c.needs, need)
-	c.waiting.Add(1)
 	close(c.hurry)
 	c.hurry = make(chan struct{})
 	c.mu.Unlock()
@@ -258,7 +256,6 @@ func (c *Cluster) WaitReplica(ctx context.Context, stop <-chan struct{}, timeout
 		c.mu.Lock()
 		i := slices.Index(c.needs, need)
 		c.needs = slices.Delete(c.needs, i, i+1)
-		c.waiting.Add(-1)
 		c.mu.Unlock()
 	}()
 	return c.wait(ctx, stop, timeout, ready)
@@ -283,7 +280,11 @@ func (c *Cluster) Hurried() <-chan struct{} {
 }
 
 // Waiting reports whether reads are waiting for a replica to catch up.
-func (c *Cluster) Waiting() bool { return c.waiting.Load() > 0 }
+func (c *Cluster) Waiting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.needs) > 0
+}
 
 // Waited reports whether a replica's move from position from to position
 // to reached what a waiting read needs: whether the poll that saw it was
