@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -134,48 +136,35 @@ func TestLostTransactionIsNotSplit(t *testing.T) {
 func TestLostSessionStateEndsTheClient(t *testing.T) {
 	p, reset := lostLab(t)
 	ctx := testCtx(t)
-	client := p.connect(t)
-	if _, err := client.Exec(ctx, "SET application_name = 'pinned'"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.Exec(ctx, "INSERT INTO lost VALUES (1)"); err != nil {
-		t.Fatal(err)
-	}
-	reset()
-	_, err := client.Exec(ctx, "INSERT INTO lost VALUES (2)")
-	if err == nil {
-		t.Fatal("a statement on the lost connection succeeded")
-	}
-	if !client.IsClosed() {
-		if _, err := client.Exec(ctx, "INSERT INTO lost VALUES (3)"); err == nil {
-			t.Errorf("after its session state was lost, the client's statements still run")
+	// lose runs setup on a new client pinned by SET, resets its server
+	// connection, and checks that last fails and that the client's next
+	// statement (inserting id) neither succeeds nor runs.
+	lose := func(when string, setup []string, last string, id int) {
+		t.Helper()
+		client := p.connect(t)
+		for _, sql := range append([]string{"SET application_name = 'pinned'"}, setup...) {
+			if _, err := client.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reset()
+		if _, err := client.Exec(ctx, last); err == nil {
+			t.Errorf("%s: %s on the lost connection succeeded", when, last)
+		}
+		if !client.IsClosed() {
+			if _, err := client.Exec(ctx, fmt.Sprintf("INSERT INTO lost VALUES (%d)", id)); err == nil {
+				t.Errorf("%s: after its session state was lost, the client's statements still run", when)
+			}
+		}
+		if ids := lostRows(t, p); strings.Contains(ids, strconv.Itoa(id)) {
+			t.Errorf("%s: rows %s: a statement ran without the session's state", when, ids)
 		}
 	}
-	if ids := lostRows(t, p); strings.Contains(ids, "3") {
-		t.Errorf("rows %s: a statement ran without the session's state", ids)
-	}
-
-	// Lost during the COMMIT of a transaction of a pinned client: the
-	// COMMIT is answered (its outcome, or 08007), then the client's
-	// connection is closed likewise.
-	pinned := p.connect(t)
-	for _, sql := range []string{"SET application_name = 'pinned'", "BEGIN", "INSERT INTO lost VALUES (5)"} {
-		if _, err := pinned.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reset()
-	if _, err := pinned.Exec(ctx, "COMMIT"); err == nil {
-		t.Error("COMMIT on a lost connection succeeded")
-	}
-	if !pinned.IsClosed() {
-		if _, err := pinned.Exec(ctx, "INSERT INTO lost VALUES (6)"); err == nil {
-			t.Errorf("after its session state was lost in COMMIT, the client's statements still run")
-		}
-	}
-	if ids := lostRows(t, p); strings.Contains(ids, "6") {
-		t.Errorf("rows %s: a statement ran without the session's state", ids)
-	}
+	lose("outside a transaction", []string{"INSERT INTO lost VALUES (1)"}, "INSERT INTO lost VALUES (2)", 3)
+	// Lost during the COMMIT of its transaction: the COMMIT is answered
+	// (its outcome, or 08007), then the client's connection is closed
+	// likewise.
+	lose("during COMMIT", []string{"BEGIN", "INSERT INTO lost VALUES (5)"}, "COMMIT", 6)
 
 	again := p.connect(t)
 	var name string
